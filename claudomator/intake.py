@@ -1,0 +1,263 @@
+"""The directory runner's intake: claims out of the inbox, task rows for valid files, rejections
+with the reason beside them, and the folders kept mirroring the store.
+
+Claim protocol, so that a crash anywhere is repaired at start:
+1. the file is not being written (read lease; see `Spool.being_written`);
+2. a `files` row records the claim (folder `staging`, the staged name) — committed;
+3. one rename moves it into the private staging folder (the rename is the lock);
+4. the staged copy is parsed; its tasks and the file's next place (`queued/<path>` or
+   `rejected/<path>`) are committed in one transaction;
+5. the file is moved there (never overwriting), `.error` written beside a rejected one.
+After that, each committed task state change moves the file: `queued/` until its first task
+starts, `running/` until all its tasks are final, then `done/` with `<name>.result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from claudomator.errors import FieldError, TaskFileError
+from claudomator.ids import new_id
+from claudomator.spool import Spool, is_watched_path
+from claudomator.state import FINAL_STATES, State
+from claudomator.store.rows import iso
+from claudomator.taskfile import parse_file
+
+if TYPE_CHECKING:
+    from claudomator.service import Claudomator
+
+log = structlog.get_logger("claudomator.intake")
+
+
+def desired_folder(tasks: Iterable[tuple[State, int]]) -> str:
+    """Where a file stands from its tasks' (state, attempts): `done/` once all are final,
+    `running/` once one has started, else `queued/`."""
+    tasks = list(tasks)
+    if not tasks or all(state in FINAL_STATES for state, _ in tasks):
+        return "done"
+    if any(state is State.RUNNING or attempts > 0 for state, attempts in tasks):
+        return "running"
+    return "queued"
+
+
+@dataclass
+class Claim:
+    file_id: str
+    rel: str
+    staged: Path
+    folder: str  # where it was claimed from: inbox, or queued/running at repair
+
+
+class Intake:
+    def __init__(self, service: Claudomator) -> None:
+        self.service = service
+        self.store = service.store
+        self.spool = Spool(service.config.data_dir)
+        self.spool.ensure()
+        self.pending: set[str] = set()  # inbox paths still being written
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        self.offer(list(self.spool.scan("inbox")))
+
+    def offer(self, rels: Iterable[str], folder: str = "inbox") -> int:
+        """Claim and ingest what is ready among `rels`; returns how many files were claimed."""
+        ready: list[tuple[str, str]] = []
+        for rel in dict.fromkeys(rels):
+            if folder == "inbox" and not is_watched_path(rel):
+                continue
+            path = self.spool.folder(folder) / rel
+            kind = self.spool.kind(path)
+            if kind == "gone":
+                self.pending.discard(rel)
+                continue
+            if kind == "regular" and self.spool.being_written(path):
+                self.pending.add(rel)
+                continue
+            self.pending.discard(rel)
+            ready.append((rel, new_id()))
+        if not ready:
+            return 0
+        source = "inbox"
+        self.store.add_files([(fid, source, rel, fid + "-" + Path(rel).name) for rel, fid in ready])
+        claims, gone = [], []
+        for rel, fid in ready:
+            staged = self.spool.claim(rel, fid, folder)
+            if staged is None:
+                gone.append(fid)
+            else:
+                claims.append(Claim(fid, rel, staged, folder))
+        self.store.drop_files(gone)
+        self.ingest(claims)
+        return len(claims)
+
+    def recheck_pending(self) -> None:
+        if self.pending:
+            self.offer(list(self.pending))
+
+    def ingest(self, claims: list[Claim]) -> None:
+        """Parse staged files; record tasks and places in one transaction; then move the files."""
+        entries: list[tuple[str, list[Any], str, str, str]] = []
+        moves: list[tuple[Claim, str, str, str]] = []  # claim, folder, name, error text
+        names: set[str] = set()
+        for claim in claims:
+            display = f"{claim.folder}/{claim.rel}"
+            error = ""
+            tasks: list[Any] = []
+            if self.spool.kind(claim.staged) != "regular":
+                error = f"{display}: not a regular file (a link or a special file is never read)"
+            else:
+                try:
+                    parsed = parse_file(
+                        claim.staged,
+                        display_path=display,
+                        known_name=lambda n: n in names or self.store.resolve_name(n) is not None,
+                        unknown_dependency="error",
+                        max_bytes=self.service.config.max_file_bytes,
+                    )
+                except TaskFileError as e:
+                    error = e.message
+                else:
+                    names.update(t.name for t in parsed.tasks)
+                    tasks = self.service.new_tasks(parsed, source="inbox", source_path=claim.rel)
+            folder = "rejected" if error else "queued"
+            name = self.spool.free_name(folder, claim.rel)
+            entries.append((claim.file_id, tasks, folder, name, error))
+            moves.append((claim, folder, name, error))
+        try:
+            _, events = self.store.ingest(entries)
+        except Exception as e:  # e.g. a dependency that vanished meanwhile: reject file by file
+            log.warning("intake.batch_failed", error=repr(e))
+            if len(claims) > 1:
+                for claim in claims:
+                    self.ingest([claim])
+                return
+            claim = claims[0]
+            err = str(FieldError(f"{claim.folder}/{claim.rel}", 0, 0, "", str(e)))
+            name = self.spool.free_name("rejected", claim.rel)
+            _, events = self.store.ingest([(claim.file_id, [], "rejected", name, err)])
+            moves = [(claim, "rejected", name, err)]
+        for claim, folder, name, error in moves:
+            placed = self.spool.place(claim.staged, folder, name)
+            if placed != name:
+                self.store.set_file(claim.file_id, name=placed)
+            if error:
+                self.spool.write_beside("rejected", placed, ".error", error + "\n")
+                log.warning("intake.rejected", file=f"{claim.folder}/{claim.rel}", reason=error)
+            else:
+                log.info("intake.queued", file=f"{claim.folder}/{claim.rel}", name=placed)
+        self.service.publish(events)
+
+    # -- mirroring the store -----------------------------------------------------------------
+
+    def sync(self, file_id: str) -> None:
+        """Move a file to where its tasks now stand; write the result file in done/."""
+        row = self.store.file(file_id)
+        if row is None or row["folder"] not in ("queued", "running"):
+            return
+        tasks = self.store.file_tasks(file_id)
+        target = desired_folder((State(t["state"]), t["attempts"]) for t in tasks)
+        if target == row["folder"]:
+            return
+        placed = self.spool.move(row["folder"], row["name"], target, row["name"])
+        if placed is None:
+            if target != "done":
+                return  # gone from the folder: a person deleted it (see queued_deleted)
+            placed = row["name"]
+        self.store.set_file(file_id, folder=target, name=placed)
+        if target == "done":
+            self.spool.write_result(placed, result_json(row, tasks))
+
+    def queued_deleted(self, names: Iterable[str]) -> None:
+        """A person deleted a file from queued/: its tasks that have not started are cancelled."""
+        by_name = {f["name"]: f for f in self.store.files(["queued"])}
+        for name in names:
+            row = by_name.get(name)
+            if row is None or self.spool.exists("queued", name):
+                continue
+            self.store.set_file(row["id"], folder="deleted")
+            for task in self.store.file_tasks(row["id"]):
+                state = State(task["state"])
+                if state in (State.PENDING, State.QUEUED):
+                    self.service.cancel_if(task["id"], [state], "task file deleted from queued/")
+
+    def repair(self) -> None:
+        """At start: finish or undo claims a crash interrupted, put every file where its tasks
+        stand, and ingest files in queued/ or running/ that the store does not know."""
+        for row in self.store.files(["staging"]):
+            staged = self.spool.staging / row["name"]
+            if self.spool.exists("staging", row["name"]):
+                self.ingest([Claim(row["id"], row["rel_path"], staged, "inbox")])
+            else:
+                self.store.drop_files([row["id"]])  # the rename never happened
+        for row in self.store.files(["queued", "running", "rejected"]):
+            staged = self.spool.staging / (row["id"] + "-" + Path(row["rel_path"]).name)
+            if os.path.lexists(staged):  # recorded, not yet moved out of staging
+                placed = self.spool.place(staged, row["folder"], row["name"])
+                self.store.set_file(row["id"], name=placed)
+                if row["folder"] == "rejected":
+                    self.spool.write_beside("rejected", placed, ".error", row["error"] + "\n")
+        known: dict[str, set[str]] = {"queued": set(), "running": set()}
+        for row in self.store.files(["queued", "running"]):
+            known[row["folder"]].add(row["name"])
+            self.sync(row["id"])
+        for folder in ("queued", "running"):
+            strangers = [rel for rel in self.spool.scan(folder) if rel not in known[folder]]
+            if strangers:
+                self.offer(strangers, folder)
+
+
+def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """`<name>.result.json`: every task's final state, reason, cost, tokens, executions, logs."""
+    out = []
+    for t in tasks:
+        execs = [
+            {
+                "id": e["id"],
+                "attempt": e["attempt"],
+                "state": e["state"],
+                "reason": e["reason"],
+                "cost_usd": e["cost_usd"],
+                "tokens": {
+                    "input": e["input_tokens"],
+                    "output": e["output_tokens"],
+                    "cache_read": e["cache_read_tokens"],
+                    "cache_creation": e["cache_creation_tokens"],
+                },
+                "num_turns": e["num_turns"],
+                "session_id": e["session_id"],
+                "started_at": iso(e["started_at"]),
+                "finished_at": iso(e["finished_at"]),
+                "stdout_log": e["stdout_path"],
+                "stderr_log": e["stderr_path"],
+            }
+            for e in t["executions"]
+        ]
+        out.append(
+            {
+                "id": t["id"],
+                "name": t["name"],
+                "state": t["state"],
+                "reason": t["reason"],
+                "attempts": t["attempts"],
+                "cost_usd": round(sum(e["cost_usd"] for e in execs), 6),
+                "tokens": {
+                    k: sum(e["tokens"][k] for e in execs)
+                    for k in ("input", "output", "cache_read", "cache_creation")
+                },
+                "execution_ids": [e["id"] for e in execs],
+                "executions": execs,
+            }
+        )
+    return {"file": row["rel_path"], "source": row["source"], "tasks": out}
+
+
+__all__ = ["Intake", "desired_folder", "json", "result_json"]

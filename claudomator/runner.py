@@ -1,0 +1,319 @@
+"""A task becomes a `claude -p` process, and what that process does becomes a faithful record.
+
+`build_argv` is pure and the only place that knows Claude's flags. `Runner.run` spawns claude in the
+task's working_dir in its own session, writes the instructions to stdin and closes it, streams
+stdout to `stdout.log` while parsing it line by line, drains stderr to `stderr.log` keeping its tail,
+and on timeout or cancel ends the whole process tree: SIGINT (claude then reports its cost), SIGTERM,
+SIGKILL, with the descendants snapshotted first. Descendants are found both as children and by the
+`CLAUDOMATOR_EXECUTION_ID` variable every process of the execution inherits, since the Bash tool
+runs commands in sessions of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import psutil
+
+from claudomator.config import DIR_MODE, FILE_MODE, Config
+from claudomator.secret import scrub
+from claudomator.state import State
+from claudomator.stream import Ending, Outcome, Progress, StreamState, decide, feed
+from claudomator.task import TaskSpec
+
+EXECUTION_ENV = "CLAUDOMATOR_EXECUTION_ID"
+CHUNK = 1 << 20
+MAX_LINE = 64 << 20  # a longer line is kept in the log but not parsed: memory stays flat
+STDERR_TAIL = 8192
+
+
+def build_argv(spec: TaskSpec, config: Config, claude: str, session_id: str) -> list[str]:
+    """The claude command line for one execution; the instructions go on stdin."""
+    c = spec.claude
+    argv = [
+        claude,
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        c.model or config.claude_model,
+        "--permission-mode",
+        c.permission_mode,
+        f"--session-id={session_id}",
+    ]
+    if c.max_budget_usd is not None and c.max_budget_usd > 0:
+        argv += ["--max-budget-usd", f"{c.max_budget_usd:.4f}"]
+    # list options are variadic and swallow what follows: always the equals form
+    if c.allowed_tools:
+        argv.append("--allowedTools=" + ",".join(c.allowed_tools))
+    if c.disallowed_tools:
+        argv.append("--disallowedTools=" + ",".join(c.disallowed_tools))
+    if c.max_turns is not None:
+        argv += ["--max-turns", str(c.max_turns)]
+    if c.append_system_prompt:
+        argv.append("--append-system-prompt=" + c.append_system_prompt)
+    argv += ["--add-dir=" + d for d in c.add_dirs]
+    if c.fallback_model:
+        argv.append("--fallback-model=" + c.fallback_model)
+    return argv
+
+
+def build_env(
+    spec: TaskSpec, execution_id: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """claudomator's own environment, less CLAUDECODE, with the task's env on top."""
+    env = dict(os.environ if base is None else base)
+    env.pop("CLAUDECODE", None)
+    env.update(spec.claude.env)
+    env[EXECUTION_ENV] = execution_id
+    return env
+
+
+def working_dir(spec: TaskSpec, config: Config) -> Path:
+    return Path(os.path.expanduser(spec.claude.working_dir or config.default_working_dir()))
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    stream: StreamState
+    exit_code: int | None
+    pid: int
+    stderr_tail: str
+
+
+def _private_file(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
+
+
+def execution_dir(config: Config, execution_id: str) -> Path:
+    return config.data_dir.executions / execution_id
+
+
+def process_tree(pid: int, execution_id: str | None = None) -> list[psutil.Process]:
+    """The process and every descendant still alive, including those that left its session."""
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        found[pid] = root
+        for child in root.children(recursive=True):
+            found[child.pid] = child
+    if execution_id:
+        for proc in psutil.process_iter():
+            if proc.pid in found or proc.pid == os.getpid():
+                continue
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(EXECUTION_ENV) == execution_id:
+                    found[proc.pid] = proc
+    return list(found.values())
+
+
+def process_started(pid: int) -> float | None:
+    """The start time of process `pid`, or None when there is none."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def kill_tree(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+class Runner:
+    """Runs one execution at a time per call; share one Runner across the pool."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    async def run(
+        self,
+        spec: TaskSpec,
+        execution_id: str,
+        *,
+        cancel: asyncio.Event,
+        on_spawn: Callable[[int, float], None] | None = None,
+        on_progress: Callable[[Progress, StreamState], None] | None = None,
+    ) -> RunResult:
+        state = StreamState()
+        folder = execution_dir(self.config, execution_id)
+        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        out_fd = _private_file(folder / "stdout.log")
+        err_fd = _private_file(folder / "stderr.log")
+        try:
+            return await self._run(
+                spec, execution_id, state, out_fd, err_fd, cancel, on_spawn, on_progress
+            )
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+
+    def _failed(self, state: StreamState, reason: str) -> RunResult:
+        return RunResult(Outcome(State.FAILED, reason), state, None, 0, "")
+
+    async def _run(
+        self,
+        spec: TaskSpec,
+        execution_id: str,
+        state: StreamState,
+        out_fd: int,
+        err_fd: int,
+        cancel: asyncio.Event,
+        on_spawn: Callable[[int, float], None] | None,
+        on_progress: Callable[[Progress, StreamState], None] | None,
+    ) -> RunResult:
+        claude = self.config.resolve_claude()
+        if claude is None:
+            return self._failed(
+                state, f"claude binary {self.config.claude_binary!r} not found or not executable"
+            )
+        cwd = working_dir(spec, self.config)
+        if not cwd.is_dir():
+            return self._failed(state, f"working_dir {str(cwd)!r} does not exist")
+        argv = build_argv(spec, self.config, claude, str(uuid.uuid4()))
+        env = build_env(spec, execution_id)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=CHUNK,
+            )
+        except OSError as e:
+            return self._failed(state, f"cannot start claude ({claude}): {e.strerror or e}")
+        if on_spawn is not None:
+            on_spawn(proc.pid, process_started(proc.pid) or time.time())
+
+        tail: collections.deque[bytes] = collections.deque()
+        readers = [
+            asyncio.create_task(self._read_stdout(proc, out_fd, state, on_progress)),
+            asyncio.create_task(self._read_stderr(proc, err_fd, tail)),
+            asyncio.create_task(self._write_stdin(proc, spec.claude.instructions.encode())),
+        ]
+        timeout = spec.timeout if spec.timeout is not None else self.config.claude_timeout_s
+        exited = asyncio.create_task(proc.wait())
+        cancelled = asyncio.create_task(cancel.wait())
+        killed: Literal["timeout", "cancel"] | None = None
+        try:
+            done, _ = await asyncio.wait(
+                {exited, cancelled}, timeout=timeout or None, return_when=asyncio.FIRST_COMPLETED
+            )
+            if exited not in done:
+                killed = "cancel" if cancelled in done else "timeout"
+                await self._stop(proc, execution_id, exited)
+            else:
+                # a process that leaves a child holding stdout must not hold us
+                await asyncio.wait(readers[:2], timeout=2.0)
+        finally:
+            cancelled.cancel()
+            if not exited.done():  # we are being cancelled ourselves: leave nothing behind
+                kill_tree(process_tree(proc.pid, execution_id))
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(exited), 5)
+            if killed is not None:
+                kill_tree(process_tree(proc.pid, execution_id)[1:])
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        stderr_tail = scrub(b"".join(tail).decode("utf-8", "replace")[-STDERR_TAIL:])
+        ending = Ending(
+            killed=killed,
+            exit_code=proc.returncode,
+            stderr_tail=stderr_tail,
+            budget_usd=spec.claude.max_budget_usd,
+            result=state.result,
+            api_error=state.api_error,
+            rate_limit_status=state.rate_limit_status,
+            rate_limit_resets_at=state.rate_limit_resets_at,
+        )
+        return RunResult(decide(ending), state, proc.returncode, proc.pid, stderr_tail)
+
+    async def _stop(
+        self, proc: asyncio.subprocess.Process, execution_id: str, exited: asyncio.Task[int]
+    ) -> None:
+        """SIGINT, wait; SIGTERM, wait; SIGKILL the tree snapshotted beforehand."""
+        tree = process_tree(proc.pid, execution_id)
+        for sig, grace in (
+            (signal.SIGINT, self.config.interrupt_grace_s),
+            (signal.SIGTERM, self.config.terminate_grace_s),
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            done, _ = await asyncio.wait({exited}, timeout=grace)
+            if done:
+                break
+        tree += process_tree(proc.pid, execution_id)
+        kill_tree(tree)
+        await asyncio.wait({exited}, timeout=5)
+
+    @staticmethod
+    async def _write_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.close()
+
+    @staticmethod
+    async def _read_stdout(
+        proc: asyncio.subprocess.Process,
+        fd: int,
+        state: StreamState,
+        on_progress: Callable[[Progress, StreamState], None] | None,
+    ) -> None:
+        assert proc.stdout is not None
+        pending = b""
+        skipping = False  # inside a line longer than MAX_LINE
+        while chunk := await proc.stdout.read(CHUNK):
+            os.write(fd, chunk)
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
+                if skipping:
+                    skipping = False
+                    state.skipped_lines += 1
+                else:
+                    line = pending + chunk[start:end] if pending else chunk[start:end]
+                    pending = b""
+                    progress = feed(state, line)
+                    if progress is not None and on_progress is not None:
+                        on_progress(progress, state)
+                start = end + 1
+            if not skipping:
+                pending += chunk[start:]
+                if len(pending) > MAX_LINE:
+                    pending, skipping = b"", True
+        if pending and not skipping:
+            progress = feed(state, pending)
+            if progress is not None and on_progress is not None:
+                on_progress(progress, state)
+
+    @staticmethod
+    async def _read_stderr(
+        proc: asyncio.subprocess.Process, fd: int, tail: collections.deque[bytes]
+    ) -> None:
+        assert proc.stderr is not None
+        size = 0
+        while chunk := await proc.stderr.read(65536):
+            os.write(fd, chunk)
+            tail.append(chunk)
+            size += len(chunk)
+            while size - len(tail[0]) > STDERR_TAIL and len(tail) > 1:
+                size -= len(tail.popleft())

@@ -1,0 +1,109 @@
+"""Which task runs next and when: retries, rate-limit requeues, dependencies, ownership. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from claudomator.state import State
+
+RATE_LIMIT_BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True)
+class After:
+    """What becomes of a task once an execution ended."""
+
+    state: State  # the task's next state
+    reason: str
+    not_before: float = 0.0  # epoch seconds; 0 = at once
+    requeue: bool = False  # a requeue that uses no attempt
+
+
+def after_execution(
+    *,
+    outcome_state: State,
+    reason: str,
+    rate_limited: bool,
+    resets_at: float | None,
+    attempts: int,
+    requeues: int,
+    max_attempts: int,
+    backoff_s: float,
+    retry_timeouts: bool,
+    max_requeues: int,
+    now: float,
+    jitter: float,
+) -> After:
+    """The task's next state. `jitter` in [0, 1) spreads retries; rate limits requeue without
+    using an attempt until `max_requeues`; FAILED (and TIMED_OUT when asked) retry with
+    exponential back-off while attempts remain; BUDGET_EXCEEDED and CANCELLED never retry."""
+    if rate_limited and outcome_state is State.FAILED and requeues < max_requeues:
+        if resets_at and resets_at > now:
+            until = resets_at
+        else:
+            until = now + RATE_LIMIT_BACKOFF_S * 2 ** min(requeues, 6)
+        return After(State.QUEUED, f"requeued: {reason}", until, requeue=True)
+    retryable = outcome_state is State.FAILED or (
+        outcome_state is State.TIMED_OUT and retry_timeouts
+    )
+    if retryable and attempts < max_attempts:
+        delay = backoff_s * 2 ** (attempts - 1) * (1 + 0.25 * jitter)
+        return After(
+            State.QUEUED, f"retry {attempts + 1}/{max_attempts} after: {reason}", now + delay
+        )
+    return After(outcome_state, reason)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the pool may start executions now, and if not, why and until when."""
+
+    open: bool
+    reason: str = ""
+    until: float | None = None
+
+
+def pool_gate(
+    state: dict[str, object], *, now: float, spent_today: float, daily_budget: float
+) -> Gate:
+    """From the stored pool state: paused by hand, draining, a rate-limit pause, the daily budget."""
+    if state.get("paused"):
+        return Gate(False, str(state.get("reason") or "paused"))
+    if state.get("draining"):
+        return Gate(False, "draining")
+    until = state.get("rate_limited_until")
+    if isinstance(until, int | float) and until > now:
+        return Gate(False, str(state.get("rate_limit_reason") or "rate limited"), float(until))
+    if daily_budget and spent_today >= daily_budget:
+        return Gate(False, f"daily budget reached (${spent_today:.2f} of ${daily_budget:.2f})")
+    return Gate(True)
+
+
+def dependency_verdict(dependencies: Sequence[tuple[str, State]]) -> tuple[str, str]:
+    """("ready", "") when every dependency COMPLETED; ("cancel", reason) when one ended otherwise;
+    else ("wait", "")."""
+    for name, state in dependencies:
+        if state in (State.FAILED, State.TIMED_OUT, State.CANCELLED, State.BUDGET_EXCEEDED):
+            return "cancel", f"dependency {name} {state.value}"
+    if all(state is State.COMPLETED for _, state in dependencies):
+        return "ready", ""
+    return "wait", ""
+
+
+def owner_gone(
+    *,
+    owner_host: str,
+    owner_pid: int,
+    owner_started: float,
+    this_host: str,
+    alive_started: float | None,
+) -> bool:
+    """Whether a RUNNING execution's owner process is gone. `alive_started` is the start time of
+    the process now holding `owner_pid` on this host (None when there is none): a different start
+    time means the pid was reused. Owners on other hosts cannot be judged from here."""
+    if owner_host != this_host:
+        return False
+    if alive_started is None:
+        return True
+    return abs(alive_started - owner_started) > 1.0

@@ -1,0 +1,543 @@
+"""`Claudomator`: wires config, store, runner, pool and hub; the CLI and the API are thin adapters
+over it."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from claudomator.config import Config
+from claudomator.errors import ClaudomatorError, NotFoundError, TransitionError
+from claudomator.events import Event, Hub
+from claudomator.pool import Pool
+from claudomator.runner import Runner, RunResult, kill_tree, process_started, process_tree
+from claudomator.schedule import Gate, after_execution, dependency_verdict, owner_gone, pool_gate
+from claudomator.state import FINAL_STATES, MANUAL_RETRY_ONLY, State
+from claudomator.store.db import NewTask, Store
+from claudomator.store.reader import Reader, start_of_today
+from claudomator.stream import Outcome, Progress, StreamState
+from claudomator.task import PRIORITY_RANK, RetryPolicy, TaskSpec
+from claudomator.taskfile import ParsedFile, parse_file
+
+if TYPE_CHECKING:
+    from claudomator.intake import Intake
+
+log = structlog.get_logger("claudomator.service")
+
+
+class Claudomator:
+    """One data dir's store, pool and hub."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.data_dir.ensure()
+        self.store = Store(config.data_dir.database, aging_s=config.aging_s)
+        self.reader = Reader(config.data_dir.database)
+        self.hub = Hub()
+        self.runner = Runner(config)
+        self.pool = Pool(config.max_concurrency)
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.started = process_started(self.pid) or time.time()
+        self._open: set[str] | None = None  # `run`: the tasks it waits for
+        self._open_all: set[str] = set()
+        self.intake: Intake | None = None  # `serve` only: `run` leaves the folders alone
+        self.max_requeues = config.max_requeues
+
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Tell the hub (after the commit that wrote them), then let the folders follow."""
+        files: dict[str, None] = {}
+        for event in events:
+            if event.get("file_id") and event["type"] in ("task.started", "task.finished"):
+                files[event["file_id"]] = None
+            if self._open is not None and event.get("task_id") in self._open_all:
+                if event["type"] == "task.finished":
+                    self._open.discard(event["task_id"])
+                elif event["type"] == "task.queued":
+                    self._open.add(event["task_id"])
+            log.info(event["type"], **{k: v for k, v in event.items() if k != "type"})
+            self.hub.publish(event)
+            self.pool.wake()
+        if self.intake is not None:
+            for file_id in files:
+                self.intake.sync(file_id)
+
+    # -- intake --------------------------------------------------------------------------------
+
+    def parse(self, path: Path, display_path: str | None = None) -> ParsedFile:
+        return parse_file(
+            path,
+            display_path=display_path,
+            known_name=lambda name: self.store.resolve_name(name) is not None,
+            unknown_dependency="error",
+            max_bytes=self.config.max_file_bytes,
+        )
+
+    def submit_files(self, paths: list[Path], *, source: str) -> list[str]:
+        """Parse every file first (all valid or nothing is recorded), then record them in order so
+        that a later file may depend on an earlier one's tasks."""
+        from claudomator.errors import TaskFileError
+
+        names: set[str] = set()
+        parsed_files, errors = [], []
+        for path in paths:
+            try:
+                parsed = parse_file(
+                    path,
+                    known_name=lambda n: n in names or self.store.resolve_name(n) is not None,
+                    unknown_dependency="error",
+                    max_bytes=self.config.max_file_bytes,
+                )
+            except TaskFileError as e:
+                errors.extend(e.errors)
+                continue
+            names.update(t.name for t in parsed.tasks)
+            parsed_files.append(parsed)
+        if errors:
+            raise TaskFileError(errors)
+        ids: list[str] = []
+        for parsed in parsed_files:
+            ids += self.submit(parsed, source=source, dispatcher=self.identity)
+        return ids
+
+    def new_tasks(
+        self,
+        parsed: ParsedFile,
+        *,
+        source: str,
+        source_path: str = "",
+        held: bool = False,
+        dispatcher: str = "",
+    ) -> list[NewTask]:
+        return [
+            NewTask(
+                name=spec.name,
+                spec_json=spec.model_dump_json(),
+                priority=spec.priority,
+                priority_rank=PRIORITY_RANK[spec.priority],
+                tags=list(spec.tags),
+                depends_on=list(spec.depends_on),
+                retry_json=spec.retry.model_dump_json(),
+                source=source,
+                source_path=source_path or parsed.path,
+                held=held,
+                dispatcher=dispatcher,
+            )
+            for spec in parsed.tasks
+        ]
+
+    def submit(
+        self,
+        parsed: ParsedFile,
+        *,
+        source: str,
+        source_path: str = "",
+        held: bool = False,
+        dispatcher: str = "",
+    ) -> list[str]:
+        """Record the tasks of one file; QUEUED unless held or waiting for dependencies."""
+        new = self.new_tasks(
+            parsed, source=source, source_path=source_path, held=held, dispatcher=dispatcher
+        )
+        ids, events = self.store.add_tasks(new)
+        self.publish(events)
+        return ids
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        data = self.reader.task(task_id)
+        if data is None:
+            raise NotFoundError(f"no task with id {task_id!r}")
+        return data
+
+    def cancel_if(self, task_id: str, expect: list[State], reason: str) -> bool:
+        """Cancel a task that has not started; its dependents follow."""
+        event = self.store.transition(task_id, State.CANCELLED, expect=expect, reason=reason)
+        if event is None:
+            return False
+        self.publish([event])
+        self._settle_dependents(task_id)
+        return True
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """PENDING/QUEUED → CANCELLED at once; a RUNNING task's execution is stopped by its owner."""
+        row = self.task(task_id)
+        state = State(row["state"])
+        if state in (State.PENDING, State.QUEUED):
+            if self.cancel_if(task_id, [state], "cancelled"):
+                return self.task(task_id)
+            state = State(self.task(task_id)["state"])
+        if state is State.RUNNING:
+            if not self.pool.cancel(task_id):
+                self.store.request_cancel(task_id)
+            return self.task(task_id)
+        raise TransitionError(
+            f"task {task_id} is {state.value}: only PENDING, QUEUED or RUNNING can be cancelled"
+        )
+
+    def retry(self, task_id: str) -> dict[str, Any]:
+        """A final task that did not complete goes back to QUEUED, by hand."""
+        state = State(self.task(task_id)["state"])
+        if state not in (State.FAILED, State.TIMED_OUT) and state not in MANUAL_RETRY_ONLY:
+            raise TransitionError(
+                f"task {task_id} is {state.value}: only a failed, timed out, cancelled or budget-exceeded task can be retried"
+            )
+        event = self.store.transition(
+            task_id, State.QUEUED, expect=[state], reason="retry by hand", not_before=0.0
+        )
+        if event is None:
+            raise TransitionError(f"task {task_id} changed state meanwhile; try again")
+        self.publish([event])
+        return self.task(task_id)
+
+    # -- executions ----------------------------------------------------------------------------
+
+    async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
+        """One execution of a QUEUED task, start to recorded end. Never leaves it RUNNING."""
+        started = self.store.start_execution(
+            task_id,
+            owner_host=self.host,
+            owner_pid=self.pid,
+            owner_started=self.started,
+        )
+        if started is None:
+            return
+        execution_id, event = started
+        folder = self.config.data_dir.executions / execution_id
+        self.store.update_execution(
+            execution_id,
+            stdout_path=str(folder / "stdout.log"),
+            stderr_path=str(folder / "stderr.log"),
+        )
+        self.publish([event])
+        row = self.store.task_row(task_id) or {}
+        spec = TaskSpec.model_validate_json(row["config_json"])
+
+        def on_spawn(pid: int, pid_started: float) -> None:
+            self.store.update_execution(execution_id, pid=pid, pid_started=pid_started)
+
+        def on_progress(progress: Progress, stream: StreamState) -> None:
+            self.publish(
+                [
+                    self.store.add_event(
+                        f"execution.{progress.kind}",
+                        task_id,
+                        execution_id,
+                        name=spec.name,
+                        **progress.fields,
+                    )
+                ]
+            )
+
+        try:
+            result = await self.runner.run(
+                spec, execution_id, cancel=cancel, on_spawn=on_spawn, on_progress=on_progress
+            )
+        except asyncio.CancelledError:
+            self._record(
+                task_id, execution_id, row, _crashed(State.CANCELLED, "cancelled: shutdown")
+            )
+            raise
+        except Exception as e:
+            log.exception("execution.crashed", task_id=task_id, execution_id=execution_id)
+            self._record(task_id, execution_id, row, _crashed(State.FAILED, f"runner error: {e!r}"))
+            return
+        self._record(task_id, execution_id, row, result)
+
+    def _record(
+        self, task_id: str, execution_id: str, row: dict[str, Any], result: RunResult
+    ) -> None:
+        outcome, stream = result.outcome, result.stream
+        final = stream.result or {}
+        events = self._finish(
+            task_id,
+            execution_id,
+            row,
+            outcome,
+            exit_code=result.exit_code,
+            cost_usd=stream.cost_usd,
+            input_tokens=stream.input_tokens,
+            output_tokens=stream.output_tokens,
+            cache_read_tokens=stream.cache_read_tokens,
+            cache_creation_tokens=stream.cache_creation_tokens,
+            model_usage_json=json.dumps(stream.model_usage),
+            session_id=stream.session_id or "",
+            num_turns=stream.num_turns,
+            duration_ms=stream.duration_ms,
+            cli_version=stream.cli_version or "",
+            model=stream.model or "",
+            result_text=str(final.get("result") or ""),
+            errors_json=json.dumps(final.get("errors") or []),
+            permission_denials_json=json.dumps(final.get("permission_denials") or []),
+            api_error_status=outcome.api_error_status,
+        )
+        self.publish(events)
+        if events and events[-1]["state"] in FINAL_STATES:
+            self._settle_dependents(task_id)
+
+    def _finish(
+        self, task_id: str, execution_id: str, row: dict[str, Any], outcome: Outcome, **values: Any
+    ) -> list[Event]:
+        retry = RetryPolicy.model_validate_json(row.get("retry_json") or "{}")
+        fresh = self.store.task_row(task_id) or row
+        after = after_execution(
+            outcome_state=outcome.state,
+            reason=outcome.reason,
+            rate_limited=outcome.rate_limited,
+            resets_at=outcome.resets_at,
+            attempts=fresh["attempts"],
+            requeues=fresh["requeues"],
+            max_attempts=retry.max_attempts,
+            backoff_s=retry.backoff,
+            retry_timeouts=retry.on_timeout,
+            max_requeues=self.max_requeues,
+            now=time.time(),
+            jitter=random.random(),
+        )
+        if after.requeue:
+            until = time.strftime("%H:%M:%S", time.localtime(after.not_before))
+            self.set_pool(
+                rate_limited_until=after.not_before,
+                rate_limit_reason=f"rate limited until {until}: {outcome.reason}"[:300],
+            )
+            return self.store.finish_execution(
+                execution_id,
+                task_id,
+                state=outcome.state,
+                reason=outcome.reason,
+                task_state=State.QUEUED,
+                task_reason=after.reason,
+                task_values={
+                    "not_before": after.not_before,
+                    "attempts": fresh["attempts"] - 1,
+                    "requeues": fresh["requeues"] + 1,
+                },
+                **values,
+            )
+        then = None
+        if after.state is State.QUEUED:
+            then = (State.QUEUED, after.reason, {"not_before": after.not_before})
+        return self.store.finish_execution(
+            execution_id, task_id, state=outcome.state, reason=outcome.reason, then=then, **values
+        )
+
+    def _settle_dependents(self, task_id: str) -> None:
+        """Queue dependents whose dependencies all COMPLETED; cancel those whose dependency did not."""
+        for dep in self.store.dependents(task_id):
+            verdict, reason = dependency_verdict(dep["dependencies"])
+            if verdict == "ready" and not dep["held"]:
+                event = self.store.transition(dep["id"], State.QUEUED, expect=[State.PENDING])
+            elif verdict == "cancel":
+                event = self.store.transition(
+                    dep["id"], State.CANCELLED, expect=[State.PENDING], reason=reason
+                )
+            else:
+                continue
+            if event is not None:
+                self.publish([event])
+                if verdict == "cancel":
+                    self._settle_dependents(dep["id"])
+
+    def recover(self) -> list[str]:
+        """Executions left RUNNING by a process that is gone end FAILED `interrupted` (then the
+        retry policy applies), and whatever is left of their process tree is ended."""
+        interrupted = []
+        for ex in self.store.running_executions():
+            alive = process_started(ex["owner_pid"]) if ex["owner_pid"] else None
+            if not owner_gone(
+                owner_host=ex["owner_host"],
+                owner_pid=ex["owner_pid"],
+                owner_started=ex["owner_started"],
+                this_host=self.host,
+                alive_started=alive,
+            ):
+                continue
+            leftovers = (
+                process_tree(ex["pid"], ex["id"]) if ex["pid"] else process_tree(0, ex["id"])
+            )
+            if ex["pid"] and process_started(ex["pid"]) != ex["pid_started"]:
+                leftovers = [p for p in leftovers if p.pid != ex["pid"]]  # pid reused since
+            kill_tree(leftovers)
+            row = self.store.task_row(ex["task_id"]) or {}
+            events = self._finish(
+                ex["task_id"], ex["id"], row, Outcome(State.FAILED, "interrupted")
+            )
+            self.publish(events)
+            if events and events[-1]["state"] in FINAL_STATES:
+                self._settle_dependents(ex["task_id"])
+            interrupted.append(ex["id"])
+        for dispatcher in self.store.dispatchers():
+            _, host, pid, started = [*dispatcher.split(":"), "", "", "0", "0"][:4]
+            if dispatcher != self.identity and owner_gone(
+                owner_host=host,
+                owner_pid=int(pid),
+                owner_started=float(started),
+                this_host=self.host,
+                alive_started=process_started(int(pid)),
+            ):
+                # a `run` that died: what it never started ends CANCELLED, never runs unasked
+                for task in self.reader.list_tasks(limit=None, dispatcher=dispatcher):
+                    if task["state"] in (State.PENDING.value, State.QUEUED.value):
+                        self.cancel_if(task["id"], [State(task["state"])], "interrupted")
+                self.store.release_dispatcher(dispatcher)
+        return interrupted
+
+    # -- the pool's state ----------------------------------------------------------------------
+
+    def set_pool(self, **changes: Any) -> dict[str, Any]:
+        state, event = self.store.set_pool_state(**changes)
+        if event is not None:
+            self.publish([event])
+        return state
+
+    def gate(self) -> Gate:
+        return pool_gate(
+            self.store.pool_state(),
+            now=time.time(),
+            spent_today=self.reader.cost_since(start_of_today()),
+            daily_budget=self.config.daily_budget_usd,
+        )
+
+    def _check_cancels(self) -> None:
+        for task_id in self.store.cancel_requested(self.pool.running):
+            self.pool.cancel(task_id)
+
+    @property
+    def identity(self) -> str:
+        """How a `run` process names itself as the dispatcher of its tasks."""
+        return f"run:{self.host}:{self.pid}:{self.started:.2f}"
+
+    async def run_tasks(self, task_ids: list[str]) -> None:
+        """`claudomator run`: execute only its own tasks (and their retries) until all are final."""
+        self._open_all = set(task_ids)
+        states = {t["id"]: t["state"] for t in self.reader.list_tasks(ids=task_ids, limit=None)}
+        self._open = {t for t in task_ids if states.get(t) not in FINAL_STATES}
+
+        def pick(n: int) -> list[str]:
+            return self.store.pick(n, time.time(), self.identity)
+
+        await self.pool.run(pick, self.execute, lambda: not self._open, tick=self._check_cancels)
+
+    async def serve(self) -> None:
+        """`claudomator serve`: the directory runner. Holds the dispatcher lock, repairs what a
+        crash left, watches the inbox and runs the pool until SIGTERM/SIGINT (a second signal
+        cancels running executions at once)."""
+        from claudomator.intake import Intake
+        from claudomator.sources.inbox import InboxWatcher
+
+        lock = DispatcherLock(self.config.data_dir.root / "dispatcher.lock")
+        lock.acquire(f"pid {self.pid} on {self.host}")
+        try:
+            self.intake = intake = Intake(self)
+            self.recover()
+            intake.repair()
+            intake.sweep()
+            stop = asyncio.Event()
+            watcher = InboxWatcher(
+                intake.spool.inbox,
+                intake.spool.folder("queued"),
+                on_files=intake.offer,
+                on_queued_deleted=intake.queued_deleted,
+                sweep=intake.sweep,
+                sweep_interval_s=self.config.sweep_interval_s,
+                debounce_s=self.config.debounce_s,
+                step_s=self.config.step_s,
+                poll=self.config.intake_poll,
+            )
+            watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
+            loop = asyncio.get_running_loop()
+            stopping: list[asyncio.Task[None]] = []
+
+            def on_signal() -> None:
+                stop.set()
+                grace = 0.0 if stopping else self.config.stop_grace_s
+                log.info("serve.stopping", grace_s=grace)
+                stopping.append(asyncio.create_task(self.pool.stop(grace)))
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+            log.info(
+                "serve.started", data_dir=str(self.config.data_dir.root), slots=self.pool.slots
+            )
+            try:
+                await self.pool.run(self._pick, self.execute, lambda: False, 0.25, self._tick)
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                stop.set()
+                await watching
+        finally:
+            self.intake = None
+            lock.release()
+        log.info("serve.stopped")
+
+    def _pick(self, n: int) -> list[str]:
+        if not self.gate().open:
+            return []
+        return self.store.pick(n, time.time())
+
+    def _tick(self) -> None:
+        """Every round of the serve loop: cancel requests, files still being written, `run`
+        processes that are gone."""
+        if self.pool.running:
+            self._check_cancels()
+        if self.intake is not None:
+            self.intake.recheck_pending()
+
+    async def interrupt(self, reason: str) -> None:
+        """Ctrl-C on `run`: cancel what has not started, stop what runs (whole process trees)."""
+        for task_id in sorted(self._open or ()):
+            event = self.store.transition(
+                task_id, State.CANCELLED, expect=[State.PENDING, State.QUEUED], reason=reason
+            )
+            if event is not None:
+                self.publish([event])
+        await self.pool.stop(0)
+
+
+class DispatcherLock:
+    """One dispatcher per data dir: a kernel lock on `dispatcher.lock`, released by the kernel
+    when the process dies however it dies; the file says who holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self, holder: str) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise ClaudomatorError(
+                f"another claudomator serves {self.path.parent} ({who}); stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode() + b"\n", 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _crashed(state: State, reason: str) -> RunResult:
+    return RunResult(Outcome(state, reason), StreamState(), None, 0, "")

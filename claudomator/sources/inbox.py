@@ -1,0 +1,89 @@
+"""The inbox source: watchfiles on `inbox/` (new files) and `queued/` (files people delete), plus a
+sweep at start, periodically and after a watcher error, so that missed events do not matter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from watchfiles import Change, awatch
+
+log = structlog.get_logger("claudomator.sources.inbox")
+
+
+class InboxWatcher:
+    def __init__(
+        self,
+        inbox: Path,
+        queued: Path,
+        *,
+        on_files: Callable[[list[str]], object],
+        on_queued_deleted: Callable[[list[str]], None],
+        sweep: Callable[[], None],
+        sweep_interval_s: float,
+        debounce_s: float,
+        step_s: float,
+        poll: bool,
+    ) -> None:
+        self.inbox, self.queued = inbox, queued
+        self.on_files, self.on_queued_deleted, self.sweep = on_files, on_queued_deleted, sweep
+        self.sweep_interval_s = sweep_interval_s
+        self.debounce_ms = max(1, round(debounce_s * 1000))
+        self.step_ms = max(1, round(step_s * 1000))
+        self.poll = poll
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sweeper = asyncio.create_task(self._sweep_periodically(stop), name="inbox:sweep")
+        try:
+            while not stop.is_set():
+                try:
+                    await self._watch(stop)
+                except Exception as e:  # the watcher broke (e.g. a watch limit): sweep, retry
+                    log.warning("inbox.watch_error", error=repr(e))
+                    self.sweep()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        inbox, queued = str(self.inbox), str(self.queued)
+        async for changes in awatch(
+            inbox,
+            queued,
+            watch_filter=None,
+            debounce=self.debounce_ms,
+            step=self.step_ms,
+            stop_event=stop,
+            force_polling=self.poll,
+            poll_delay_ms=max(self.step_ms, 100),
+            rust_timeout=1000,
+            recursive=True,
+        ):
+            found, deleted = [], []
+            for change, path in changes:
+                if path.startswith(inbox + os.sep):
+                    if change is not Change.deleted:
+                        found.append(path[len(inbox) + 1 :])
+                elif path.startswith(queued + os.sep) and change is Change.deleted:
+                    deleted.append(path[len(queued) + 1 :])
+            if found:
+                self.on_files(found)
+            if deleted:
+                self.on_queued_deleted(deleted)
+
+    async def _sweep_periodically(self, stop: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.sweep_interval_s)
+                return
+            try:
+                self.sweep()
+            except Exception as e:
+                log.warning("inbox.sweep_error", error=repr(e))

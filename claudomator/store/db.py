@@ -1,0 +1,600 @@
+"""The write path: schema creation and migration, and every write.
+
+Each state change is a compare-and-set (`UPDATE … WHERE id = ? AND state IN (…)`) checked against
+the transition table, written with its event in one transaction; callers publish the returned
+events only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import SQLModel
+
+from claudomator.config import FILE_MODE
+from claudomator.errors import StoreError, TransitionError
+from claudomator.ids import new_id
+from claudomator.state import FINAL_STATES, State, valid_transition
+from claudomator.store.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    EventRow,
+    ExecutionRow,
+    FileRow,
+    MetaRow,
+    TaskRow,
+)
+
+TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]
+EXECUTIONS: Table = SQLModel.metadata.tables[ExecutionRow.__tablename__]
+EVENTS: Table = SQLModel.metadata.tables[EventRow.__tablename__]
+META: Table = SQLModel.metadata.tables[MetaRow.__tablename__]
+FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
+
+Event = dict[str, Any]
+
+
+def event_type(state: State) -> str:
+    """The dotted event a task entering `state` publishes."""
+    if state in FINAL_STATES:
+        return "task.finished"
+    return {
+        State.PENDING: "task.created",
+        State.QUEUED: "task.queued",
+        State.RUNNING: "task.started",
+    }[state]
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task to record: its spec as JSON plus where it came from."""
+
+    name: str
+    spec_json: str
+    priority: str
+    priority_rank: int
+    tags: list[str]
+    depends_on: list[str]
+    retry_json: str
+    source: str
+    source_path: str
+    held: bool = False  # PENDING until `run`
+    dispatcher: str = ""
+
+
+class Store:
+    """One database; safe to share between processes (WAL, busy timeout, immediate write locks)."""
+
+    def __init__(self, path: Path, *, aging_s: float = 600.0) -> None:
+        self.path = path
+        self.aging_s = aging_s
+        new = not path.exists()
+        self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+        event.listen(self.engine, "connect", _sqlite_connect)
+        event.listen(self.engine, "begin", _sqlite_begin)
+        try:
+            self._migrate()
+        except SQLAlchemyError as e:
+            raise StoreError(f"{path}: cannot open the database: {e}") from e
+        if new:
+            path.chmod(FILE_MODE)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            tables = {
+                r[0]
+                for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if "tasks" not in tables:
+                SQLModel.metadata.create_all(conn, tables=[TASKS, EXECUTIONS, EVENTS, META, FILES])
+                conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            if "meta" not in tables:
+                raise StoreError(f"{self.path}: not a claudomator database (no meta table)")
+            version = int(
+                conn.execute(
+                    select(META.c.value).where(META.c.key == "schema_version")
+                ).scalar_one()
+            )
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this claudomator "
+                    f"({SCHEMA_VERSION}); upgrade claudomator"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    conn.exec_driver_sql(statement)
+            if version != SCHEMA_VERSION:
+                conn.execute(
+                    update(META)
+                    .where(META.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+
+    def integrity_check(self) -> str:
+        with self.engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar_one())
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        conn: Connection, type_: str, task_id: str = "", execution_id: str = "", **data: Any
+    ) -> Event:
+        at = time.time()
+        result = conn.execute(
+            insert(EVENTS).values(
+                at=at,
+                type=type_,
+                task_id=task_id,
+                execution_id=execution_id,
+                data_json=json.dumps(data),
+            )
+        )
+        return {
+            "id": result.inserted_primary_key[0],  # type: ignore[index]
+            "type": type_,
+            "at": at,
+            "task_id": task_id,
+            "execution_id": execution_id,
+            **data,
+        }
+
+    def _cas(
+        self,
+        conn: Connection,
+        task_id: str,
+        to: State,
+        expect: Iterable[State],
+        reason: str,
+        values: dict[str, Any],
+    ) -> Event | None:
+        allowed = [s.value for s in expect if valid_transition(s, to)]
+        if not allowed:
+            raise TransitionError(f"task {task_id}: no allowed transition to {to.value}")
+        now = time.time()
+        if to is State.QUEUED:
+            values = {"sort_key": TASKS.c.priority_rank * self.aging_s + now, **values}
+        result = conn.execute(
+            update(TASKS)
+            .where(TASKS.c.id == task_id, TASKS.c.state.in_(allowed))
+            .values(state=to.value, reason=reason, updated_at=now, **values)
+        )
+        if result.rowcount != 1:
+            return None
+        row = conn.execute(
+            select(TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id).where(TASKS.c.id == task_id)
+        ).one()
+        cost = conn.execute(
+            select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
+                EXECUTIONS.c.task_id == task_id
+            )
+        ).scalar_one()
+        return self._event(
+            conn,
+            event_type(to),
+            task_id,
+            name=row.name,
+            state=to.value,
+            reason=reason,
+            attempts=row.attempts,
+            cost_usd=round(float(cost), 6),
+            **({"not_before": values["not_before"]} if values.get("not_before") else {}),
+            **({"file_id": row.file_id} if row.file_id else {}),
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def resolve_name(self, name: str, conn: Connection | None = None) -> str | None:
+        """The newest task with that name."""
+        query = select(TASKS.c.id).where(TASKS.c.name == name).order_by(TASKS.c.id.desc()).limit(1)
+        if conn is not None:
+            return conn.execute(query).scalar_one_or_none()
+        with self.engine.connect() as c:
+            return c.execute(query).scalar_one_or_none()
+
+    def add_tasks(
+        self, tasks: Sequence[NewTask], file_id: str = ""
+    ) -> tuple[list[str], list[Event]]:
+        """Record the tasks of one file in one transaction."""
+        with self.engine.begin() as conn:
+            return self._insert_tasks(conn, tasks, file_id)
+
+    def _insert_tasks(
+        self, conn: Connection, tasks: Sequence[NewTask], file_id: str
+    ) -> tuple[list[str], list[Event]]:
+        """`depends_on` resolves within the file first, then to the newest task of that name. A
+        task is QUEUED unless held or waiting for dependencies that have not COMPLETED (PENDING)."""
+        ids = [new_id() for _ in tasks]
+        in_file = {t.name: i for t, i in zip(tasks, ids, strict=True)}
+        events: list[Event] = []
+        now = time.time()
+        extra = {"file_id": file_id} if file_id else {}
+        for task, task_id in zip(tasks, ids, strict=True):
+            dep_ids = []
+            for name in task.depends_on:
+                dep = in_file.get(name) or self.resolve_name(name, conn)
+                if dep is None:
+                    raise StoreError(
+                        f"task {task.name!r}: depends_on {name!r}: no task has that name"
+                    )
+                dep_ids.append(dep)
+            waiting = any(d in ids for d in dep_ids) or bool(
+                dep_ids
+                and conn.execute(
+                    select(func.count())
+                    .select_from(TASKS)
+                    .where(TASKS.c.id.in_(dep_ids), TASKS.c.state != State.COMPLETED.value)
+                ).scalar_one()
+            )
+            state = State.PENDING if task.held or waiting else State.QUEUED
+            conn.execute(
+                insert(TASKS).values(
+                    id=task_id,
+                    name=task.name,
+                    state=state.value,
+                    priority=task.priority,
+                    priority_rank=task.priority_rank,
+                    held=task.held,
+                    config_json=task.spec_json,
+                    retry_json=task.retry_json,
+                    tags_json=json.dumps(task.tags),
+                    depends_on_json=json.dumps(task.depends_on),
+                    depends_on_ids_json=json.dumps(dep_ids),
+                    source=task.source,
+                    source_path=task.source_path,
+                    file_id=file_id,
+                    dispatcher=task.dispatcher,
+                    sort_key=now + task.priority_rank * self.aging_s,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            events.append(
+                self._event(
+                    conn, "task.created", task_id, name=task.name, state=state.value, **extra
+                )
+            )
+            if state is State.QUEUED:
+                events.append(
+                    self._event(
+                        conn, "task.queued", task_id, name=task.name, state=state.value, **extra
+                    )
+                )
+        return ids, events
+
+    # -- spool files ---------------------------------------------------------------------------
+
+    def add_files(self, files: Sequence[tuple[str, str, str, str]]) -> None:
+        """Record claims about to happen: (file id, source, relative path, staged name)."""
+        if not files:
+            return
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(FILES),
+                [
+                    {"id": i, "source": s, "rel_path": r, "folder": "staging", "name": n,
+                     "created_at": now, "updated_at": now}
+                    for i, s, r, n in files
+                ],
+            )  # fmt: skip
+
+    def drop_files(self, file_ids: Sequence[str]) -> None:
+        """Forget claims that did not happen (the file was gone)."""
+        if file_ids:
+            with self.engine.begin() as conn:
+                conn.execute(FILES.delete().where(FILES.c.id.in_(list(file_ids))))
+
+    def ingest(
+        self, entries: Sequence[tuple[str, Sequence[NewTask], str, str, str]]
+    ) -> tuple[dict[str, list[str]], list[Event]]:
+        """For each claimed file (file id, tasks, folder, name, error), in one transaction: its
+        tasks recorded and the file's place (queued/ when valid, rejected/ with the error)."""
+        out: dict[str, list[str]] = {}
+        events: list[Event] = []
+        now = time.time()
+        with self.engine.begin() as conn:
+            for file_id, tasks, folder, name, error in entries:
+                if tasks:
+                    ids, evs = self._insert_tasks(conn, tasks, file_id)
+                    out[file_id] = ids
+                    events += evs
+                conn.execute(
+                    update(FILES)
+                    .where(FILES.c.id == file_id)
+                    .values(folder=folder, name=name, error=error, updated_at=now)
+                )
+        return out, events
+
+    def set_file(self, file_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(FILES).where(FILES.c.id == file_id).values(updated_at=time.time(), **values)
+            )
+
+    def files(self, folders: Iterable[str]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(FILES).where(FILES.c.folder.in_(list(folders)))).mappings()
+            return [dict(r) for r in rows]
+
+    def file(self, file_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(FILES).where(FILES.c.id == file_id)).mappings().first()
+        return dict(row) if row else None
+
+    def file_tasks(self, file_id: str) -> list[dict[str, Any]]:
+        """The file's tasks, oldest first, each with its executions."""
+        with self.engine.connect() as conn:
+            tasks = [
+                dict(r)
+                for r in conn.execute(
+                    select(
+                        TASKS.c.id, TASKS.c.name, TASKS.c.state, TASKS.c.reason, TASKS.c.attempts
+                    )
+                    .where(TASKS.c.file_id == file_id)
+                    .order_by(TASKS.c.id)
+                ).mappings()
+            ]
+            by_task: dict[str, list[dict[str, Any]]] = {t["id"]: [] for t in tasks}
+            if tasks:
+                for r in conn.execute(
+                    select(EXECUTIONS)
+                    .where(EXECUTIONS.c.task_id.in_(list(by_task)))
+                    .order_by(EXECUTIONS.c.id)
+                ).mappings():
+                    by_task[r["task_id"]].append(dict(r))
+            for t in tasks:
+                t["executions"] = by_task[t["id"]]
+            return tasks
+
+    # -- pool state (stored: every process sees it, and a restart keeps it) ---------------------
+
+    def pool_state(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(META.c.value).where(META.c.key == "pool")).scalar()
+        return dict(json.loads(value)) if value else {}
+
+    def set_pool_state(self, **changes: Any) -> tuple[dict[str, Any], Event | None]:
+        """Merge `changes` into the pool state; an event when something changed."""
+        with self.engine.begin() as conn:
+            value = conn.execute(select(META.c.value).where(META.c.key == "pool")).scalar()
+            state: dict[str, Any] = json.loads(value) if value else {}
+            new = {**state, **changes}
+            if new == state:
+                return state, None
+            if value is None:
+                conn.execute(insert(META).values(key="pool", value=json.dumps(new)))
+            else:
+                conn.execute(update(META).where(META.c.key == "pool").values(value=json.dumps(new)))
+            return new, self._event(conn, "pool.changed", **new)
+
+    def task_row(self, task_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
+        return dict(row) if row else None
+
+    def transition(
+        self,
+        task_id: str,
+        to: State,
+        *,
+        expect: Iterable[State],
+        reason: str = "",
+        **values: Any,
+    ) -> Event | None:
+        """Compare-and-set: move the task to `to` only if it is in one of `expect` (and the table
+        allows it). Returns the event, or None when the task was not in an expected state."""
+        with self.engine.begin() as conn:
+            return self._cas(conn, task_id, to, expect, reason, values)
+
+    def pick(self, limit: int, now: float, dispatcher: str = "") -> list[str]:
+        """QUEUED tasks for `dispatcher` whose back-off has passed, in priority order with aging
+        (high before normal before low, oldest first; a task waiting long enough rises)."""
+        query = (
+            select(TASKS.c.id)
+            .where(
+                TASKS.c.state == State.QUEUED.value,
+                TASKS.c.dispatcher == dispatcher,
+                TASKS.c.not_before <= now,
+            )
+            .order_by(TASKS.c.sort_key)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def release_dispatcher(self, dispatcher: str) -> None:
+        """Tasks of a `run` that is gone: the servers may have them now."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(TASKS).where(TASKS.c.dispatcher == dispatcher).values(dispatcher="")
+            )
+
+    def dispatchers(self) -> list[str]:
+        """`run` processes that hold tasks not started yet."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(TASKS.c.dispatcher)
+                    .where(
+                        TASKS.c.dispatcher != "",
+                        TASKS.c.state.in_([State.PENDING.value, State.QUEUED.value]),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+
+    def dependents(self, task_id: str) -> list[dict[str, Any]]:
+        """PENDING tasks that name `task_id` among their dependencies, with their dependencies' states."""
+        pattern = '%"' + task_id + '"%'
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TASKS.c.id, TASKS.c.held, TASKS.c.depends_on_ids_json).where(
+                    TASKS.c.state == State.PENDING.value, TASKS.c.depends_on_ids_json.like(pattern)
+                )
+            ).all()
+            out = []
+            for row in rows:
+                dep_ids = json.loads(row.depends_on_ids_json)
+                deps = conn.execute(
+                    select(TASKS.c.id, TASKS.c.name, TASKS.c.state).where(TASKS.c.id.in_(dep_ids))
+                ).all()
+                out.append(
+                    {
+                        "id": row.id,
+                        "held": bool(row.held),
+                        "dependencies": [(d.name, State(d.state)) for d in deps],
+                    }
+                )
+            return out
+
+    # -- executions ----------------------------------------------------------------------------
+
+    def start_execution(self, task_id: str, **values: Any) -> tuple[str, Event] | None:
+        """QUEUED → RUNNING with a new execution row (attempt n+1), or None if it lost the race."""
+        execution_id = new_id()
+        with self.engine.begin() as conn:
+            attempts = conn.execute(select(TASKS.c.attempts).where(TASKS.c.id == task_id)).scalar()
+            if attempts is None:
+                return None
+            ev = self._cas(
+                conn, task_id, State.RUNNING, [State.QUEUED], "", {"attempts": TASKS.c.attempts + 1}
+            )
+            if ev is None:
+                return None
+            conn.execute(
+                insert(EXECUTIONS).values(
+                    id=execution_id,
+                    task_id=task_id,
+                    attempt=attempts + 1,
+                    state=State.RUNNING.value,
+                    started_at=time.time(),
+                    **values,
+                )
+            )
+            ev["execution_id"] = execution_id
+            return execution_id, ev
+
+    def update_execution(self, execution_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values))
+
+    def finish_execution(
+        self,
+        execution_id: str,
+        task_id: str,
+        *,
+        state: State,
+        reason: str,
+        task_state: State | None = None,
+        task_reason: str | None = None,
+        task_values: dict[str, Any] | None = None,
+        then: tuple[State, str, dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> list[Event]:
+        """Record how an execution ended (`state`, `reason`, `values`) and move its task
+        RUNNING → `task_state` (default: `state`), then on to `then` (a retry), all in one
+        transaction. Empty when the execution was already final (e.g. marked `interrupted` by
+        another dispatcher): then nothing is written."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id == execution_id, EXECUTIONS.c.state == State.RUNNING.value)
+                .values(state=state.value, reason=reason, finished_at=time.time(), **values)
+            )
+            if result.rowcount != 1:
+                return []
+            first = task_state or state
+            events = []
+            ev = self._cas(
+                conn, task_id, first, [State.RUNNING], task_reason or reason, task_values or {}
+            )
+            if ev is not None:
+                events.append(ev)
+                if then is not None and (
+                    nxt := self._cas(conn, task_id, then[0], [first], *then[1:])
+                ):
+                    events.append(nxt)
+            for ev in events:
+                ev["execution_id"] = execution_id
+            return events
+
+    def request_cancel(self, task_id: str) -> bool:
+        """Flag the task's running execution for its owner to stop; False when none runs."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.task_id == task_id, EXECUTIONS.c.state == State.RUNNING.value)
+                .values(cancel_requested=True)
+            )
+            return result.rowcount > 0
+
+    def cancel_requested(self, task_ids: Iterable[str]) -> list[str]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(EXECUTIONS.c.task_id).where(
+                        EXECUTIONS.c.task_id.in_(ids),
+                        EXECUTIONS.c.state == State.RUNNING.value,
+                        EXECUTIONS.c.cancel_requested.is_(True),
+                    )
+                ).scalars()
+            )
+
+    def running_executions(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    EXECUTIONS.c.id,
+                    EXECUTIONS.c.task_id,
+                    EXECUTIONS.c.owner_host,
+                    EXECUTIONS.c.owner_pid,
+                    EXECUTIONS.c.owner_started,
+                    EXECUTIONS.c.pid,
+                    EXECUTIONS.c.pid_started,
+                    EXECUTIONS.c.cancel_requested,
+                ).where(EXECUTIONS.c.state == State.RUNNING.value)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def add_event(
+        self, type_: str, task_id: str = "", execution_id: str = "", **data: Any
+    ) -> Event:
+        with self.engine.begin() as conn:
+            return self._event(conn, type_, task_id, execution_id, **data)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let us issue BEGIN ourselves (IMMEDIATE: take the write lock up front, so concurrent
+    # writers queue on the busy timeout instead of failing with "database is locked").
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+__all__ = ["Event", "NewTask", "Store", "event_type", "text"]

@@ -1,0 +1,117 @@
+"""The tables (SQLModel) and the migrations that bring any older database to the current schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # the pick of the next task: QUEUED rows in sort_key order (priority with aging)
+        Index("ix_tasks_pick", "state", "dispatcher", "sort_key"),
+        Index("ix_tasks_name", "name", "id"),
+    )
+
+    id: str = Field(primary_key=True)  # sorts by creation time
+    name: str
+    state: str = Field(index=False)
+    reason: str = ""
+    priority: str = "normal"
+    priority_rank: int = 1  # 0 high, 1 normal, 2 low
+    attempts: int = 0  # executions started for this task
+    requeues: int = 0  # requeues that used no attempt (rate limits)
+    held: bool = False  # PENDING until someone says `run` (not only until dependencies finish)
+    config_json: str = Field(sa_column=Column(Text, nullable=False))  # the TaskSpec as JSON
+    retry_json: str = "{}"
+    tags_json: str = "[]"
+    depends_on_json: str = "[]"  # names as written
+    depends_on_ids_json: str = "[]"  # resolved task ids
+    source: str = ""  # "run FILE", "inbox", "api", "git:<name>"
+    source_path: str = ""  # the task file as given
+    file_id: str = Field(default="", index=True)  # the spool file it came from, if any
+    not_before: float = 0.0  # epoch seconds: retry back-off
+    # when it was queued + rank * aging: a waiting task rises one priority level per aging interval
+    sort_key: float = 0.0
+    dispatcher: str = ""  # "" = any server; "run:<host>:<pid>:<start>" = only that `run`
+    created_at: float
+    updated_at: float
+
+
+class ExecutionRow(SQLModel, table=True):
+    __tablename__ = "executions"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(foreign_key="tasks.id", index=True)
+    attempt: int
+    state: str  # RUNNING until it ends, then the final state it gave its task
+    reason: str = ""
+    started_at: float
+    finished_at: float | None = None
+    exit_code: int | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    model_usage_json: str = "{}"
+    session_id: str = ""
+    num_turns: int | None = None
+    duration_ms: int | None = None
+    cli_version: str = ""
+    model: str = ""
+    result_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    errors_json: str = "[]"
+    permission_denials_json: str = "[]"
+    api_error_status: int | None = None
+    stdout_path: str = ""
+    stderr_path: str = ""
+    # who owns it: a dispatcher finding a RUNNING execution whose owner is gone marks it FAILED
+    owner_host: str = ""
+    owner_pid: int = 0
+    owner_started: float = 0.0  # the owner's process start time (pids are reused)
+    pid: int = 0  # the claude process
+    pid_started: float = 0.0
+    cancel_requested: bool = False
+
+
+class FileRow(SQLModel, table=True):
+    """A task file in the spool: where it stands, so that the folders mirror the store and a
+    crash between a claim and its record is repaired at start."""
+
+    __tablename__ = "files"
+
+    id: str = Field(primary_key=True)
+    source: str  # "inbox", or "@<source name>"
+    rel_path: str  # where it was found, relative to its source
+    folder: str  # staging | queued | running | done | rejected | deleted
+    name: str = ""  # its path relative to `folder`
+    error: str = ""
+    created_at: float
+    updated_at: float
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)  # monotonically increasing
+    at: float
+    type: str  # dotted: task.created, task.queued, task.started, task.finished, ...
+    task_id: str = Field(default="", index=True)
+    execution_id: str = ""
+    data_json: str = "{}"
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+# Each migration takes the schema from version N-1 to N: a list of portable SQL statements.
+# Version 1 is the tables above, created by `SQLModel.metadata.create_all`.
+MIGRATIONS: dict[int, list[str]] = {}

@@ -1,0 +1,116 @@
+"""What a task asks for: `TaskSpec`, validated and frozen, the same model for YAML, JSON and the
+JSON Schema written by `claudomator schema`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import ValidationError as ValidationError  # re-exported: pydantic stays here
+
+from claudomator.duration import parse_duration
+from claudomator.secret import mask_env
+
+PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+PRIORITIES = ("high", "normal", "low")
+PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^(\d+(ms|s|m|h|d))+$|^\d+(\.\d+)?$"},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "whole numbers with units ms, s, m, h, d (e.g. 90s, 15m, 1h30m); "
+    "a bare number is seconds",
+}
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ClaudeSpec(_Strict):
+    """How to run claude for this task."""
+
+    instructions: str = Field(min_length=1, description="the prompt, sent to claude on stdin")
+    model: str | None = Field(None, description="alias or full model id; default from config")
+    working_dir: str | None = Field(
+        None, description="where claude runs; default [claude] working_dir, else home"
+    )
+    # strict numbers: YAML `true` or "1.5" must not pass as a number; money must be finite
+    max_budget_usd: float | None = Field(
+        None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="hard money limit for one execution; leave out for none",
+    )
+    permission_mode: Literal[
+        "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"
+    ] = "default"
+    allowed_tools: list[str] = Field(
+        default_factory=list, description='e.g. ["Bash(git *)", "Edit"]'
+    )
+    disallowed_tools: list[str] = Field(default_factory=list)
+    max_turns: int | None = Field(None, gt=0, strict=True)
+    append_system_prompt: str | None = None
+    add_dirs: list[str] = Field(default_factory=list)
+    fallback_model: str | None = None
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment for this task's claude process"
+    )
+
+
+class RetryPolicy(_Strict):
+    """Opt-in automatic retries: FAILED (and TIMED_OUT when asked) goes back to QUEUED."""
+
+    max_attempts: int = Field(
+        1, ge=1, le=100, strict=True, description="executions at most, the first included"
+    )
+    backoff: Duration = Field(30.0, description="wait before the first retry; doubles per attempt")
+    on_timeout: bool = Field(False, description="also retry TIMED_OUT")
+
+
+class TaskSpec(_Strict):
+    """One task as written in a task file."""
+
+    name: str = Field(min_length=1)
+    claude: ClaudeSpec
+    timeout: Duration | None = Field(None, description="default [claude] timeout from config")
+    priority: Literal["high", "normal", "low"] = "normal"
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(
+        default_factory=list, description="names in the same file, else the newest task so named"
+    )
+    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy.model_validate({}))
+
+    def shown(self) -> dict[str, Any]:
+        """The spec as JSON for people: secret-looking env values masked."""
+        data = self.model_dump(mode="json")
+        data["claude"]["env"] = mask_env(self.claude.env)
+        return data
+
+
+class BatchSpec(_Strict):
+    """A batch file: `tasks:` with optional `defaults:` merged into each."""
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema accepting a task file or a batch file."""
+    task = TaskSpec.model_json_schema(ref_template="#/$defs/{model}")
+    batch = BatchSpec.model_json_schema(ref_template="#/$defs/{model}")
+    defs = {**task.pop("$defs", {}), **batch.pop("$defs", {})}
+    defs["TaskSpec"] = task
+    defs["BatchSpec"] = batch
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "claudomator task or batch file",
+        "oneOf": [{"$ref": "#/$defs/TaskSpec"}, {"$ref": "#/$defs/BatchSpec"}],
+        "$defs": defs,
+    }

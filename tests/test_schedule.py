@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from claudomator.schedule import After, after_execution, dependency_verdict, owner_gone
+from claudomator.state import State
+
+S = State
+NOW = 1_000_000.0
+BASE: dict[str, Any] = dict(
+    reason="boom",
+    rate_limited=False,
+    resets_at=None,
+    attempts=1,
+    requeues=0,
+    max_attempts=1,
+    backoff_s=30.0,
+    retry_timeouts=False,
+    max_requeues=10,
+    now=NOW,
+    jitter=0.0,
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "changes", "expected"),
+    [
+        (S.COMPLETED, {}, After(S.COMPLETED, "boom")),
+        (S.FAILED, {}, After(S.FAILED, "boom")),
+        (S.FAILED, {"max_attempts": 3}, After(S.QUEUED, "retry 2/3 after: boom", NOW + 30)),
+        (
+            S.FAILED,
+            {"max_attempts": 3, "attempts": 2},
+            After(S.QUEUED, "retry 3/3 after: boom", NOW + 60),
+        ),
+        (S.FAILED, {"max_attempts": 3, "attempts": 3}, After(S.FAILED, "boom")),
+        (
+            S.FAILED,
+            {"max_attempts": 2, "jitter": 0.5},
+            After(S.QUEUED, "retry 2/2 after: boom", NOW + 33.75),
+        ),
+        (S.TIMED_OUT, {"max_attempts": 3}, After(S.TIMED_OUT, "boom")),
+        (
+            S.TIMED_OUT,
+            {"max_attempts": 3, "retry_timeouts": True},
+            After(S.QUEUED, "retry 2/3 after: boom", NOW + 30),
+        ),
+        (S.BUDGET_EXCEEDED, {"max_attempts": 3}, After(S.BUDGET_EXCEEDED, "boom")),
+        (S.CANCELLED, {"max_attempts": 3}, After(S.CANCELLED, "boom")),
+        (
+            S.FAILED,
+            {"rate_limited": True, "resets_at": NOW + 500},
+            After(S.QUEUED, "requeued: boom", NOW + 500, requeue=True),
+        ),
+        (
+            S.FAILED,
+            {"rate_limited": True},
+            After(S.QUEUED, "requeued: boom", NOW + 60, requeue=True),
+        ),
+        (
+            S.FAILED,
+            {"rate_limited": True, "requeues": 2},
+            After(S.QUEUED, "requeued: boom", NOW + 240, requeue=True),
+        ),
+        (
+            S.FAILED,
+            {"rate_limited": True, "resets_at": NOW - 5},
+            After(S.QUEUED, "requeued: boom", NOW + 60, requeue=True),
+        ),
+        (S.FAILED, {"rate_limited": True, "requeues": 10}, After(S.FAILED, "boom")),
+        (
+            S.FAILED,
+            {"rate_limited": True, "requeues": 10, "max_attempts": 2},
+            After(S.QUEUED, "retry 2/2 after: boom", NOW + 30),
+        ),
+    ],
+)
+def test_after_execution(state: State, changes: dict[str, Any], expected: After) -> None:
+    assert after_execution(outcome_state=state, **{**BASE, **changes}) == expected
+
+
+@pytest.mark.parametrize(
+    ("deps", "verdict"),
+    [
+        ([], ("ready", "")),
+        ([("a", S.COMPLETED), ("b", S.COMPLETED)], ("ready", "")),
+        ([("a", S.COMPLETED), ("b", S.RUNNING)], ("wait", "")),
+        ([("a", S.PENDING)], ("wait", "")),
+        ([("a", S.QUEUED), ("b", S.FAILED)], ("cancel", "dependency b FAILED")),
+        ([("a", S.TIMED_OUT)], ("cancel", "dependency a TIMED_OUT")),
+        ([("a", S.CANCELLED)], ("cancel", "dependency a CANCELLED")),
+        ([("a", S.BUDGET_EXCEEDED)], ("cancel", "dependency a BUDGET_EXCEEDED")),
+    ],
+)
+def test_dependency_verdict(deps: list[tuple[str, State]], verdict: tuple[str, str]) -> None:
+    assert dependency_verdict(deps) == verdict
+
+
+@pytest.mark.parametrize(
+    ("host", "alive_started", "gone"),
+    [
+        ("here", None, True),  # no such process
+        ("here", 100.0, False),  # the same process
+        ("here", 100.4, False),  # clock rounding
+        ("here", 250.0, True),  # pid reused by a newer process
+        ("elsewhere", None, False),  # cannot judge another host
+    ],
+)
+def test_owner_gone(host: str, alive_started: float | None, gone: bool) -> None:
+    assert (
+        owner_gone(
+            owner_host=host,
+            owner_pid=42,
+            owner_started=100.0,
+            this_host="here",
+            alive_started=alive_started,
+        )
+        is gone
+    )
