@@ -256,42 +256,19 @@ def status(ctx: Context, task_id: str | None, as_json: bool) -> None:
         else:
             _show_task(task)
         return
-    from claudomator.schedule import pool_gate
-    from claudomator.store.reader import start_of_today
-    from claudomator.store.rows import iso
-
-    counts = {s.value: 0 for s in State} | reader.counts()
-    running = reader.running()
-    spent = reader.cost_since(start_of_today())
-    pool_state = reader.pool_state()
-    gate = pool_gate(
-        pool_state, now=time.time(), spent_today=spent, daily_budget=ctx.config.daily_budget_usd
+    data = reader.status(
+        daily_budget_usd=ctx.config.daily_budget_usd, slots=ctx.config.max_concurrency
     )
-    data: dict[str, Any] = {
-        "counts": counts,
-        "running": running,
-        "cost_today_usd": round(spent, 6),
-        "daily_budget_usd": ctx.config.daily_budget_usd or None,
-        "pool": {
-            "paused": not gate.open,
-            "reason": gate.reason,
-            "until": iso(gate.until),
-            "draining": bool(pool_state.get("draining")),
-            "slots": ctx.config.max_concurrency,
-            "busy": len(running),
-        },
-    }
+    counts, pool = data["counts"], data["pool"]
     if as_json:
         emit_json(data)
         return
     click.echo("  ".join(f"{k} {v}" for k, v in counts.items()))
     budget = f" of {_money(ctx.config.daily_budget_usd)}" if ctx.config.daily_budget_usd else ""
     click.echo(f"cost today: {_money(data['cost_today_usd'])}{budget}")
-    if not gate.open:
-        until = (
-            f" until {time.strftime('%H:%M:%S', time.localtime(gate.until))}" if gate.until else ""
-        )
-        click.echo(f"pool: not starting new tasks: {gate.reason}{until}")
+    if pool["paused"]:
+        until = f" until {pool['until']}" if pool["until"] else ""
+        click.echo(f"pool: not starting new tasks: {pool['reason']}{until}")
     for r in data["running"]:
         click.echo(
             f"running: {r['task_id']} {r['name']} for {r['elapsed_s']}s, {_money(r['cost_usd'])}"

@@ -11,7 +11,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,37 @@ class Claudomator:
         ids, events = self.store.add_tasks(new)
         self.publish(events)
         return ids
+
+    def submit_object(self, data: object, *, run: bool, source: str = "api") -> list[str]:
+        """A task or batch from JSON (the API): PENDING until `run`, or QUEUED at once."""
+        from claudomator.taskfile import parse_object
+
+        parsed = parse_object(
+            data,
+            source,
+            known_name=lambda n: self.store.resolve_name(n) is not None,
+            unknown_dependency="error",
+        )
+        return self.submit(parsed, source=source, held=not run)
+
+    def run_task(self, task_id: str) -> dict[str, Any]:
+        """A task held PENDING (created without `run`) becomes runnable: QUEUED, or PENDING until
+        its dependencies complete."""
+        row = self.store.task_row(task_id)
+        if row is None:
+            raise NotFoundError(f"no task with id {task_id!r}")
+        if row["state"] != State.PENDING.value or not row["held"]:
+            raise TransitionError(
+                f"task {task_id} is {row['state']}: only a task waiting for run can be run"
+            )
+        self.store.release_hold(task_id)
+        verdict, reason = dependency_verdict(self.store.dependency_states(task_id))
+        if verdict == "ready":
+            event = self.store.transition(task_id, State.QUEUED, expect=[State.PENDING])
+            self.publish([event] if event else [])
+        elif verdict == "cancel":
+            self.cancel_if(task_id, [State.PENDING], reason)
+        return self.task(task_id)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -434,10 +465,13 @@ class Claudomator:
 
         await self.pool.run(pick, self.execute, lambda: not self._open, tick=self._check_cancels)
 
-    async def serve(self) -> None:
+    async def serve(
+        self, also: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None
+    ) -> None:
         """`claudomator serve`: the directory runner. Holds the dispatcher lock, repairs what a
         crash left, watches the inbox and runs the pool until SIGTERM/SIGINT (a second signal
-        cancels running executions at once)."""
+        cancels running executions at once). `also(stop)` runs beside it on the same loop (the
+        HTTP API) and must return once `stop` is set."""
         from claudomator.intake import Intake
         from claudomator.sources.inbox import InboxWatcher
 
@@ -461,6 +495,7 @@ class Claudomator:
                 poll=self.config.intake_poll,
             )
             watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
+            beside = asyncio.create_task(also(stop), name="serve:also") if also else None
             loop = asyncio.get_running_loop()
             stopping: list[asyncio.Task[None]] = []
 
@@ -482,6 +517,8 @@ class Claudomator:
                     loop.remove_signal_handler(sig)
                 stop.set()
                 await watching
+                if beside is not None:
+                    await beside
         finally:
             self.intake = None
             lock.release()

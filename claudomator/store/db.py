@@ -438,6 +438,22 @@ class Store:
                 ).scalars()
             )
 
+    def release_hold(self, task_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(TASKS).where(TASKS.c.id == task_id).values(held=False))
+
+    def dependency_states(self, task_id: str) -> list[tuple[str, State]]:
+        with self.engine.connect() as conn:
+            dep_ids = json.loads(
+                conn.execute(
+                    select(TASKS.c.depends_on_ids_json).where(TASKS.c.id == task_id)
+                ).scalar_one()
+            )
+            rows = conn.execute(
+                select(TASKS.c.name, TASKS.c.state).where(TASKS.c.id.in_(dep_ids))
+            ).all()
+        return [(r.name, State(r.state)) for r in rows]
+
     def dependents(self, task_id: str) -> list[dict[str, Any]]:
         """PENDING tasks that name `task_id` among their dependencies, with their dependencies' states."""
         pattern = '%"' + task_id + '"%'

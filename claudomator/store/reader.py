@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from claudomator.store.rows import EXECUTION_COLUMNS, TASK_COLUMNS, execution_json, task_json
+from claudomator.store.rows import EXECUTION_COLUMNS, TASK_COLUMNS, execution_json, iso, task_json
 
 _COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
 
@@ -139,6 +139,31 @@ class Reader:
             [task_id],
         )
         return execution_json(rows[0]) if rows else None
+
+    def status(self, *, daily_budget_usd: float, slots: int) -> dict[str, Any]:
+        """What `claudomator status` and `GET /api/status` show: counts by state, running tasks,
+        today's spend (local day) against the budget, and the pool (paused, why, until when)."""
+        from claudomator.schedule import pool_gate
+        from claudomator.state import State
+
+        running = self.running()
+        spent = self.cost_since(start_of_today())
+        state = self.pool_state()
+        gate = pool_gate(state, now=time.time(), spent_today=spent, daily_budget=daily_budget_usd)
+        return {
+            "counts": {s.value: 0 for s in State} | self.counts(),
+            "running": running,
+            "cost_today_usd": round(spent, 6),
+            "daily_budget_usd": daily_budget_usd or None,
+            "pool": {
+                "paused": not gate.open,
+                "reason": gate.reason,
+                "until": iso(gate.until),
+                "draining": bool(state.get("draining")),
+                "slots": slots,
+                "busy": len(running),
+            },
+        }
 
     def pool_state(self) -> dict[str, Any]:
         import json
