@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from claudomator import failpoint
 from claudomator.errors import FieldError, TaskFileError
 from claudomator.ids import new_id
 from claudomator.spool import Spool, is_watched_path
@@ -96,6 +97,7 @@ class Intake:
             else:
                 claims.append(Claim(fid, rel, staged, folder))
         self.store.drop_files(gone)
+        failpoint.reached("claimed")
         self.ingest(claims)
         return len(claims)
 
@@ -145,6 +147,7 @@ class Intake:
             name = self.spool.free_name("rejected", claim.rel)
             _, events = self.store.ingest([(claim.file_id, [], "rejected", name, err)])
             moves = [(claim, "rejected", name, err)]
+        failpoint.reached("recorded")
         for claim, folder, name, error in moves:
             placed = self.spool.place(claim.staged, folder, name)
             if placed != name:
@@ -248,7 +251,7 @@ def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, A
                 "state": t["state"],
                 "reason": t["reason"],
                 "attempts": t["attempts"],
-                "cost_usd": round(sum(e["cost_usd"] for e in execs), 6),
+                "cost_usd": round(sum(e["cost_usd"] for e in execs), 10),
                 "tokens": {
                     k: sum(e["tokens"][k] for e in execs)
                     for k in ("input", "output", "cache_read", "cache_creation")

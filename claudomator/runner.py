@@ -26,7 +26,7 @@ from typing import Literal
 import psutil
 
 from claudomator.config import DIR_MODE, FILE_MODE, Config
-from claudomator.secret import scrub
+from claudomator.secret import scrub, scrub_bytes, secret_values
 from claudomator.state import State
 from claudomator.stream import Ending, Outcome, Progress, StreamState, decide, feed
 from claudomator.task import TaskSpec
@@ -93,6 +93,12 @@ class RunResult:
     stderr_tail: str
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _private_file(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
 
@@ -101,14 +107,16 @@ def execution_dir(config: Config, execution_id: str) -> Path:
     return config.data_dir.executions / execution_id
 
 
-def process_tree(pid: int, execution_id: str | None = None) -> list[psutil.Process]:
-    """The process and every descendant still alive, including those that left its session."""
+def process_tree(pid: int | None, execution_id: str | None = None) -> list[psutil.Process]:
+    """The process `pid` and its descendants, and every process whose environment names
+    `execution_id` (those that left the session or were orphaned), still alive."""
     found: dict[int, psutil.Process] = {}
-    with contextlib.suppress(psutil.Error):
-        root = psutil.Process(pid)
-        found[pid] = root
-        for child in root.children(recursive=True):
-            found[child.pid] = child
+    if pid:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            found[pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
     if execution_id:
         for proc in psutil.process_iter():
             if proc.pid in found or proc.pid == os.getpid():
@@ -138,6 +146,7 @@ class Runner:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.secrets = secret_values()  # of our own environment: masked in stderr
 
     async def run(
         self,
@@ -204,7 +213,7 @@ class Runner:
         tail: collections.deque[bytes] = collections.deque()
         readers = [
             asyncio.create_task(self._read_stdout(proc, out_fd, state, on_progress)),
-            asyncio.create_task(self._read_stderr(proc, err_fd, tail)),
+            asyncio.create_task(self._read_stderr(proc, err_fd, tail, self.secrets)),
             asyncio.create_task(self._write_stdin(proc, spec.claude.instructions.encode())),
         ]
         timeout = spec.timeout if spec.timeout is not None else self.config.claude_timeout_s
@@ -283,7 +292,7 @@ class Runner:
         pending = b""
         skipping = False  # inside a line longer than MAX_LINE
         while chunk := await proc.stdout.read(CHUNK):
-            os.write(fd, chunk)
+            _write_all(fd, chunk)
             start = 0
             while (end := chunk.find(b"\n", start)) != -1:
                 if skipping:
@@ -307,12 +316,17 @@ class Runner:
 
     @staticmethod
     async def _read_stderr(
-        proc: asyncio.subprocess.Process, fd: int, tail: collections.deque[bytes]
+        proc: asyncio.subprocess.Process,
+        fd: int,
+        tail: collections.deque[bytes],
+        secrets: list[bytes],
     ) -> None:
+        """stderr to its log with the secrets of our own environment masked; its tail kept."""
         assert proc.stderr is not None
         size = 0
         while chunk := await proc.stderr.read(65536):
-            os.write(fd, chunk)
+            chunk = scrub_bytes(chunk, secrets)
+            _write_all(fd, chunk)
             tail.append(chunk)
             size += len(chunk)
             while size - len(tail[0]) > STDERR_TAIL and len(tail) > 1:

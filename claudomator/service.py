@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from claudomator import failpoint
 from claudomator.config import Config
 from claudomator.errors import ClaudomatorError, NotFoundError, TransitionError
 from claudomator.events import Event, Hub
@@ -243,56 +244,62 @@ class Claudomator:
         """One execution of a QUEUED task, start to recorded end. Never leaves it RUNNING."""
         started = self.store.start_execution(
             task_id,
+            self.config.data_dir.executions,
             owner_host=self.host,
             owner_pid=self.pid,
             owner_started=self.started,
         )
         if started is None:
             return
-        execution_id, event = started
-        folder = self.config.data_dir.executions / execution_id
-        self.store.update_execution(
-            execution_id,
-            stdout_path=str(folder / "stdout.log"),
-            stderr_path=str(folder / "stderr.log"),
-        )
+        execution_id, event, row = started
         self.publish([event])
-        row = self.store.task_row(task_id) or {}
         spec = TaskSpec.model_validate_json(row["config_json"])
+        # progress events are written in batches: with the final record, or every quarter second
+        pending: list[tuple[str, str, str, dict[str, Any]]] = []
+        flushing: list[asyncio.TimerHandle] = []
+        loop = asyncio.get_running_loop()
 
-        def on_spawn(pid: int, pid_started: float) -> None:
-            self.store.update_execution(execution_id, pid=pid, pid_started=pid_started)
+        def flush() -> None:
+            flushing.clear()
+            batch = pending[:]
+            pending.clear()
+            self.publish(self.store.add_events(batch))
 
         def on_progress(progress: Progress, stream: StreamState) -> None:
-            self.publish(
-                [
-                    self.store.add_event(
-                        f"execution.{progress.kind}",
-                        task_id,
-                        execution_id,
-                        name=spec.name,
-                        **progress.fields,
-                    )
-                ]
-            )
+            data = {"name": spec.name, **progress.fields}
+            pending.append((f"execution.{progress.kind}", task_id, execution_id, data))
+            if not flushing:
+                flushing.append(loop.call_later(0.25, flush))
+
+        def record(result: RunResult) -> None:
+            for handle in flushing:
+                handle.cancel()
+            self._record(task_id, execution_id, row, result, pending)
 
         try:
             result = await self.runner.run(
-                spec, execution_id, cancel=cancel, on_spawn=on_spawn, on_progress=on_progress
+                spec,
+                execution_id,
+                cancel=cancel,
+                on_spawn=lambda pid, t: failpoint.reached("spawned"),
+                on_progress=on_progress,
             )
         except asyncio.CancelledError:
-            self._record(
-                task_id, execution_id, row, _crashed(State.CANCELLED, "cancelled: shutdown")
-            )
+            record(_crashed(State.CANCELLED, "cancelled: shutdown"))
             raise
         except Exception as e:
             log.exception("execution.crashed", task_id=task_id, execution_id=execution_id)
-            self._record(task_id, execution_id, row, _crashed(State.FAILED, f"runner error: {e!r}"))
+            record(_crashed(State.FAILED, f"runner error: {e!r}"))
             return
-        self._record(task_id, execution_id, row, result)
+        record(result)
 
     def _record(
-        self, task_id: str, execution_id: str, row: dict[str, Any], result: RunResult
+        self,
+        task_id: str,
+        execution_id: str,
+        row: dict[str, Any],
+        result: RunResult,
+        progress: list[tuple[str, str, str, dict[str, Any]]],
     ) -> None:
         outcome, stream = result.outcome, result.stream
         final = stream.result or {}
@@ -317,7 +324,9 @@ class Claudomator:
             errors_json=json.dumps(final.get("errors") or []),
             permission_denials_json=json.dumps(final.get("permission_denials") or []),
             api_error_status=outcome.api_error_status,
+            progress=progress,
         )
+        failpoint.reached("finished")
         self.publish(events)
         if events and events[-1]["state"] in FINAL_STATES:
             self._settle_dependents(task_id)
@@ -325,15 +334,15 @@ class Claudomator:
     def _finish(
         self, task_id: str, execution_id: str, row: dict[str, Any], outcome: Outcome, **values: Any
     ) -> list[Event]:
+        """`row` holds the task's attempts (this execution counted), requeues and retry policy."""
         retry = RetryPolicy.model_validate_json(row.get("retry_json") or "{}")
-        fresh = self.store.task_row(task_id) or row
         after = after_execution(
             outcome_state=outcome.state,
             reason=outcome.reason,
             rate_limited=outcome.rate_limited,
             resets_at=outcome.resets_at,
-            attempts=fresh["attempts"],
-            requeues=fresh["requeues"],
+            attempts=row["attempts"],
+            requeues=row["requeues"],
             max_attempts=retry.max_attempts,
             backoff_s=retry.backoff,
             retry_timeouts=retry.on_timeout,
@@ -356,8 +365,8 @@ class Claudomator:
                 task_reason=after.reason,
                 task_values={
                     "not_before": after.not_before,
-                    "attempts": fresh["attempts"] - 1,
-                    "requeues": fresh["requeues"] + 1,
+                    "attempts": row["attempts"] - 1,
+                    "requeues": row["requeues"] + 1,
                 },
                 **values,
             )
@@ -399,12 +408,8 @@ class Claudomator:
                 alive_started=alive,
             ):
                 continue
-            leftovers = (
-                process_tree(ex["pid"], ex["id"]) if ex["pid"] else process_tree(0, ex["id"])
-            )
-            if ex["pid"] and process_started(ex["pid"]) != ex["pid_started"]:
-                leftovers = [p for p in leftovers if p.pid != ex["pid"]]  # pid reused since
-            kill_tree(leftovers)
+            # every process of the execution carries its id in the environment
+            kill_tree(process_tree(None, ex["id"]))
             row = self.store.task_row(ex["task_id"]) or {}
             events = self._finish(
                 ex["task_id"], ex["id"], row, Outcome(State.FAILED, "interrupted")
@@ -475,14 +480,25 @@ class Claudomator:
         from claudomator.intake import Intake
         from claudomator.sources.inbox import InboxWatcher
 
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        stopping: list[asyncio.Task[None]] = []
+
+        def on_signal() -> None:
+            stop.set()
+            grace = 0.0 if stopping else self.config.stop_grace_s
+            log.info("serve.stopping", grace_s=grace)
+            stopping.append(asyncio.create_task(self.pool.stop(grace)))
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
         lock = DispatcherLock(self.config.data_dir.root / "dispatcher.lock")
-        lock.acquire(f"pid {self.pid} on {self.host}")
         try:
+            lock.acquire(f"pid {self.pid} on {self.host}")
             self.intake = intake = Intake(self)
             self.recover()
             intake.repair()
             intake.sweep()
-            stop = asyncio.Event()
             watcher = InboxWatcher(
                 intake.spool.inbox,
                 intake.spool.folder("queued"),
@@ -496,30 +512,19 @@ class Claudomator:
             )
             watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
             beside = asyncio.create_task(also(stop), name="serve:also") if also else None
-            loop = asyncio.get_running_loop()
-            stopping: list[asyncio.Task[None]] = []
-
-            def on_signal() -> None:
-                stop.set()
-                grace = 0.0 if stopping else self.config.stop_grace_s
-                log.info("serve.stopping", grace_s=grace)
-                stopping.append(asyncio.create_task(self.pool.stop(grace)))
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
             log.info(
                 "serve.started", data_dir=str(self.config.data_dir.root), slots=self.pool.slots
             )
             try:
                 await self.pool.run(self._pick, self.execute, lambda: False, 0.25, self._tick)
             finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
                 stop.set()
                 await watching
                 if beside is not None:
                     await beside
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             self.intake = None
             lock.release()
         log.info("serve.stopped")

@@ -16,7 +16,7 @@ LAYER = {
     "service": 2, "pool": 2, "intake": 2,
     "store": 1, "runner": 1, "spool": 1, "sources": 1, "events": 1, "log": 1,
     "errors": 0, "state": 0, "task": 0, "taskfile": 0, "config": 0, "stream": 0,
-    "schedule": 0, "duration": 0, "ids": 0, "secret": 0,
+    "schedule": 0, "duration": 0, "ids": 0, "secret": 0, "failpoint": 0,
 }  # fmt: skip
 # third-party library -> the only modules that may import it
 OWNERS = {

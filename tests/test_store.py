@@ -93,7 +93,7 @@ def test_compare_and_set_gives_exactly_one_winner(store: Store) -> None:
     assert (
         store.transition(tid, State.CANCELLED, expect=[State.QUEUED], reason="by hand") is not None
     )
-    assert store.start_execution(tid) is None  # lost the race: no execution row
+    assert store.start_execution(tid, store.path.parent) is None  # lost the race: no execution row
     assert store.transition(tid, State.CANCELLED, expect=[State.QUEUED]) is None
     with pytest.raises(TransitionError):
         store.transition(tid, State.RUNNING, expect=[State.COMPLETED])
@@ -105,9 +105,9 @@ def test_compare_and_set_gives_exactly_one_winner(store: Store) -> None:
 
 def test_cancel_racing_finish_yields_one_final_state(store: Store) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    started = store.start_execution(tid)
+    started = store.start_execution(tid, store.path.parent)
     assert started is not None
-    eid, ev = started
+    eid, ev, _ = started
     assert ev["type"] == "task.started" and ev["attempts"] == 1
     cancelled = store.transition(tid, State.CANCELLED, expect=[State.RUNNING], reason="cancelled")
     assert cancelled is not None
@@ -122,7 +122,7 @@ def test_cancel_racing_finish_yields_one_final_state(store: Store) -> None:
 
 def test_finish_then_retry_in_one_transaction(store: Store) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    eid, _ = store.start_execution(tid) or ("", {})
+    eid, _, _ = store.start_execution(tid, store.path.parent) or ("", {}, {})
     events = store.finish_execution(
         eid,
         tid,
@@ -231,7 +231,7 @@ s = Store(__import__('pathlib').Path(sys.argv[1]))
 for i in range(int(sys.argv[2])):
     (tid,), _ = s.add_tasks([NewTask(name=f'w{i}', spec_json='{}', priority='normal', priority_rank=1,
         tags=[], depends_on=[], retry_json='{}', source='t', source_path='')])
-    started = s.start_execution(tid)
+    started = s.start_execution(tid, s.path.parent)
     if started:
         s.finish_execution(started[0], tid, state=State.COMPLETED, reason='')
 """

@@ -7,6 +7,7 @@ events only after the commit.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
@@ -26,6 +38,7 @@ from claudomator.state import FINAL_STATES, State, valid_transition
 from claudomator.store.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    DependencyRow,
     EventRow,
     ExecutionRow,
     FileRow,
@@ -38,6 +51,7 @@ EXECUTIONS: Table = SQLModel.metadata.tables[ExecutionRow.__tablename__]
 EVENTS: Table = SQLModel.metadata.tables[EventRow.__tablename__]
 META: Table = SQLModel.metadata.tables[MetaRow.__tablename__]
 FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
+DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
 
 Event = dict[str, Any]
 
@@ -99,7 +113,9 @@ class Store:
                 for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
             }
             if "tasks" not in tables:
-                SQLModel.metadata.create_all(conn, tables=[TASKS, EXECUTIONS, EVENTS, META, FILES])
+                SQLModel.metadata.create_all(
+                    conn, tables=[TASKS, EXECUTIONS, EVENTS, META, FILES, DEPENDENCIES]
+                )
                 conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
             if "meta" not in tables:
@@ -136,13 +152,14 @@ class Store:
     ) -> Event:
         at = time.time()
         result = conn.execute(
-            insert(EVENTS).values(
-                at=at,
-                type=type_,
-                task_id=task_id,
-                execution_id=execution_id,
-                data_json=json.dumps(data),
-            )
+            _INSERT_EVENT,
+            {
+                "at": at,
+                "type": type_,
+                "task_id": task_id,
+                "execution_id": execution_id,
+                "data_json": json.dumps(data),
+            },
         )
         return {
             "id": result.inserted_primary_key[0],  # type: ignore[index]
@@ -161,28 +178,22 @@ class Store:
         expect: Iterable[State],
         reason: str,
         values: dict[str, Any],
+        bump_attempts: bool = False,
     ) -> Event | None:
         allowed = [s.value for s in expect if valid_transition(s, to)]
         if not allowed:
             raise TransitionError(f"task {task_id}: no allowed transition to {to.value}")
         now = time.time()
-        if to is State.QUEUED:
-            values = {"sort_key": TASKS.c.priority_rank * self.aging_s + now, **values}
-        result = conn.execute(
-            update(TASKS)
-            .where(TASKS.c.id == task_id, TASKS.c.state.in_(allowed))
-            .values(state=to.value, reason=reason, updated_at=now, **values)
-        )
-        if result.rowcount != 1:
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(p_id=task_id, p_allowed=allowed, p_to=to.value, p_reason=reason, p_now=now)
+        params["p_aging"] = self.aging_s
+        statement = _cas_statement(tuple(sorted(values)), to is State.QUEUED, bump_attempts)
+        row = conn.execute(statement, params).first()
+        if row is None:
             return None
-        row = conn.execute(
-            select(TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id).where(TASKS.c.id == task_id)
-        ).one()
-        cost = conn.execute(
-            select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
-                EXECUTIONS.c.task_id == task_id
-            )
-        ).scalar_one()
+        cost = 0.0
+        if to in FINAL_STATES or row.attempts > 1:
+            cost = conn.execute(_TASK_COST, {"p_id": task_id}).scalar_one()
         return self._event(
             conn,
             event_type(to),
@@ -191,7 +202,7 @@ class Store:
             state=to.value,
             reason=reason,
             attempts=row.attempts,
-            cost_usd=round(float(cost), 6),
+            cost_usd=round(float(cost), 10),
             **({"not_before": values["not_before"]} if values.get("not_before") else {}),
             **({"file_id": row.file_id} if row.file_id else {}),
         )
@@ -263,6 +274,11 @@ class Store:
                     updated_at=now,
                 )
             )
+            if dep_ids:
+                conn.execute(
+                    insert(DEPENDENCIES),
+                    [{"task_id": task_id, "depends_on_id": d} for d in dict.fromkeys(dep_ids)],
+                )
             events.append(
                 self._event(
                     conn, "task.created", task_id, name=task.name, state=state.value, **extra
@@ -404,18 +420,9 @@ class Store:
     def pick(self, limit: int, now: float, dispatcher: str = "") -> list[str]:
         """QUEUED tasks for `dispatcher` whose back-off has passed, in priority order with aging
         (high before normal before low, oldest first; a task waiting long enough rises)."""
-        query = (
-            select(TASKS.c.id)
-            .where(
-                TASKS.c.state == State.QUEUED.value,
-                TASKS.c.dispatcher == dispatcher,
-                TASKS.c.not_before <= now,
-            )
-            .order_by(TASKS.c.sort_key)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
+            return list(conn.execute(_PICK, params).scalars())
 
     def release_dispatcher(self, dispatcher: str) -> None:
         """Tasks of a `run` that is gone: the servers may have them now."""
@@ -442,72 +449,78 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(TASKS).where(TASKS.c.id == task_id).values(held=False))
 
-    def dependency_states(self, task_id: str) -> list[tuple[str, State]]:
-        with self.engine.connect() as conn:
-            dep_ids = json.loads(
-                conn.execute(
-                    select(TASKS.c.depends_on_ids_json).where(TASKS.c.id == task_id)
-                ).scalar_one()
-            )
-            rows = conn.execute(
-                select(TASKS.c.name, TASKS.c.state).where(TASKS.c.id.in_(dep_ids))
-            ).all()
-        return [(r.name, State(r.state)) for r in rows]
+    def dependency_states(
+        self, task_id: str, conn: Connection | None = None
+    ) -> list[tuple[str, State]]:
+        query = (
+            select(TASKS.c.name, TASKS.c.state)
+            .join(DEPENDENCIES, DEPENDENCIES.c.depends_on_id == TASKS.c.id)
+            .where(DEPENDENCIES.c.task_id == task_id)
+        )
+        if conn is None:
+            with self.engine.connect() as c:
+                return [(r.name, State(r.state)) for r in c.execute(query)]
+        return [(r.name, State(r.state)) for r in conn.execute(query)]
 
     def dependents(self, task_id: str) -> list[dict[str, Any]]:
-        """PENDING tasks that name `task_id` among their dependencies, with their dependencies' states."""
-        pattern = '%"' + task_id + '"%'
+        """PENDING tasks waiting for `task_id`, each with its dependencies' names and states."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(TASKS.c.id, TASKS.c.held, TASKS.c.depends_on_ids_json).where(
-                    TASKS.c.state == State.PENDING.value, TASKS.c.depends_on_ids_json.like(pattern)
+            waiting = list(
+                conn.execute(
+                    select(TASKS.c.id, TASKS.c.held)
+                    .join(DEPENDENCIES, DEPENDENCIES.c.task_id == TASKS.c.id)
+                    .where(
+                        DEPENDENCIES.c.depends_on_id == task_id,
+                        TASKS.c.state == State.PENDING.value,
+                    )
                 )
-            ).all()
-            out = []
-            for row in rows:
-                dep_ids = json.loads(row.depends_on_ids_json)
-                deps = conn.execute(
-                    select(TASKS.c.id, TASKS.c.name, TASKS.c.state).where(TASKS.c.id.in_(dep_ids))
-                ).all()
-                out.append(
-                    {
-                        "id": row.id,
-                        "held": bool(row.held),
-                        "dependencies": [(d.name, State(d.state)) for d in deps],
-                    }
-                )
-            return out
+            )
+            return [
+                {
+                    "id": row.id,
+                    "held": bool(row.held),
+                    "dependencies": self.dependency_states(row.id, conn),
+                }
+                for row in waiting
+            ]
 
     # -- executions ----------------------------------------------------------------------------
 
-    def start_execution(self, task_id: str, **values: Any) -> tuple[str, Event] | None:
-        """QUEUED → RUNNING with a new execution row (attempt n+1), or None if it lost the race."""
+    def start_execution(
+        self, task_id: str, executions_dir: Path, **values: Any
+    ) -> tuple[str, Event, dict[str, Any]] | None:
+        """QUEUED → RUNNING with a new execution row (attempt n+1, its log paths under
+        `executions_dir`); returns its id, the event and the task row (attempts already counted),
+        or None if it lost the race."""
         execution_id = new_id()
         with self.engine.begin() as conn:
-            attempts = conn.execute(select(TASKS.c.attempts).where(TASKS.c.id == task_id)).scalar()
-            if attempts is None:
-                return None
-            ev = self._cas(
-                conn, task_id, State.RUNNING, [State.QUEUED], "", {"attempts": TASKS.c.attempts + 1}
-            )
+            ev = self._cas(conn, task_id, State.RUNNING, [State.QUEUED], "", {}, bump_attempts=True)
             if ev is None:
                 return None
+            row = conn.execute(_TASK_FOR_EXECUTION, {"p_id": task_id}).one()
+            folder = executions_dir / execution_id
             conn.execute(
-                insert(EXECUTIONS).values(
-                    id=execution_id,
-                    task_id=task_id,
-                    attempt=attempts + 1,
-                    state=State.RUNNING.value,
-                    started_at=time.time(),
+                _INSERT_EXECUTION,
+                {
+                    "id": execution_id,
+                    "task_id": task_id,
+                    "attempt": row.attempts,
+                    "state": State.RUNNING.value,
+                    "started_at": time.time(),
+                    "stdout_path": str(folder / "stdout.log"),
+                    "stderr_path": str(folder / "stderr.log"),
                     **values,
-                )
+                },
             )
             ev["execution_id"] = execution_id
-            return execution_id, ev
+            return execution_id, ev, dict(row._mapping)
 
-    def update_execution(self, execution_id: str, **values: Any) -> None:
+    def add_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
+        """Progress events (type, task id, execution id, data) in one transaction."""
+        if not events:
+            return []
         with self.engine.begin() as conn:
-            conn.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values))
+            return [self._event(conn, t, task, ex, **data) for t, task, ex, data in events]
 
     def finish_execution(
         self,
@@ -520,6 +533,7 @@ class Store:
         task_reason: str | None = None,
         task_values: dict[str, Any] | None = None,
         then: tuple[State, str, dict[str, Any]] | None = None,
+        progress: Sequence[tuple[str, str, str, dict[str, Any]]] = (),
         **values: Any,
     ) -> list[Event]:
         """Record how an execution ended (`state`, `reason`, `values`) and move its task
@@ -527,15 +541,20 @@ class Store:
         transaction. Empty when the execution was already final (e.g. marked `interrupted` by
         another dispatcher): then nothing is written."""
         with self.engine.begin() as conn:
+            events = [self._event(conn, t, task, ex, **data) for t, task, ex, data in progress]
             result = conn.execute(
-                update(EXECUTIONS)
-                .where(EXECUTIONS.c.id == execution_id, EXECUTIONS.c.state == State.RUNNING.value)
-                .values(state=state.value, reason=reason, finished_at=time.time(), **values)
+                _FINISH_EXECUTION,
+                {
+                    "p_id": execution_id,
+                    "state": state.value,
+                    "reason": reason,
+                    "finished_at": time.time(),
+                    **values,
+                },
             )
             if result.rowcount != 1:
-                return []
+                return events
             first = task_state or state
-            events = []
             ev = self._cas(
                 conn, task_id, first, [State.RUNNING], task_reason or reason, task_values or {}
             )
@@ -583,8 +602,6 @@ class Store:
                     EXECUTIONS.c.owner_host,
                     EXECUTIONS.c.owner_pid,
                     EXECUTIONS.c.owner_started,
-                    EXECUTIONS.c.pid,
-                    EXECUTIONS.c.pid_started,
                     EXECUTIONS.c.cancel_requested,
                 ).where(EXECUTIONS.c.state == State.RUNNING.value)
             ).mappings()
@@ -595,6 +612,54 @@ class Store:
     ) -> Event:
         with self.engine.begin() as conn:
             return self._event(conn, type_, task_id, execution_id, **data)
+
+
+_INSERT_EVENT = insert(EVENTS)
+_INSERT_EXECUTION = insert(EXECUTIONS)
+_TASK_COST = select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
+    EXECUTIONS.c.task_id == bindparam("p_id")
+)
+_TASK_FOR_EXECUTION = select(
+    TASKS.c.attempts, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json
+).where(TASKS.c.id == bindparam("p_id"))
+_FINISH_EXECUTION = update(EXECUTIONS).where(
+    EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
+)
+_PICK = (
+    select(TASKS.c.id)
+    .where(
+        TASKS.c.state == State.QUEUED.value,
+        TASKS.c.dispatcher == bindparam("p_dispatcher"),
+        TASKS.c.not_before <= bindparam("p_now"),
+    )
+    .order_by(TASKS.c.sort_key)
+    .limit(bindparam("p_limit"))
+)
+
+
+@functools.cache
+def _cas_statement(keys: tuple[str, ...], queued: bool, bump_attempts: bool) -> Any:
+    """The compare-and-set UPDATE for one shape of change, built once: hot paths then skip
+    SQLAlchemy's statement construction and hit its compiled cache."""
+    values: dict[str, Any] = {
+        "state": bindparam("p_to"),
+        "reason": bindparam("p_reason"),
+        "updated_at": bindparam("p_now"),
+        **{k: bindparam(f"v_{k}") for k in keys},
+    }
+    if queued:  # a waiting task rises one priority level per aging interval
+        values["sort_key"] = TASKS.c.priority_rank * bindparam("p_aging") + bindparam("p_now")
+    if bump_attempts:
+        values["attempts"] = TASKS.c.attempts + 1
+    return (
+        update(TASKS)
+        .where(
+            TASKS.c.id == bindparam("p_id"),
+            TASKS.c.state.in_(bindparam("p_allowed", expanding=True)),
+        )
+        .values(**values)
+        .returning(TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id)
+    )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -153,7 +153,7 @@ class Reader:
         return {
             "counts": {s.value: 0 for s in State} | self.counts(),
             "running": running,
-            "cost_today_usd": round(spent, 6),
+            "cost_today_usd": round(spent, 10),
             "daily_budget_usd": daily_budget_usd or None,
             "pool": {
                 "paused": not gate.open,

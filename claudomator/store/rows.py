@@ -26,7 +26,7 @@ EXECUTION_COLUMNS = (
     "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, model_usage_json, "
     "session_id, num_turns, duration_ms, cli_version, model, result_text, errors_json, "
     "permission_denials_json, api_error_status, stdout_path, stderr_path, owner_host, owner_pid, "
-    "pid, cancel_requested"
+    "cancel_requested"
 )
 
 
@@ -46,7 +46,7 @@ def task_json(row: RowLike, cost_usd: float = 0.0, *, full: bool = False) -> dic
         "tags": json.loads(row["tags_json"]),
         "depends_on": json.loads(row["depends_on_json"]),
         "attempts": row["attempts"],
-        "cost_usd": round(float(cost_usd or 0.0), 6),
+        "cost_usd": round(float(cost_usd or 0.0), 10),
         "source": row["source"],
         "source_path": row["source_path"],
         "created_at": iso(row["created_at"]),

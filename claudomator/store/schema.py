@@ -73,9 +73,16 @@ class ExecutionRow(SQLModel, table=True):
     owner_host: str = ""
     owner_pid: int = 0
     owner_started: float = 0.0  # the owner's process start time (pids are reused)
-    pid: int = 0  # the claude process
-    pid_started: float = 0.0
     cancel_requested: bool = False
+
+
+class DependencyRow(SQLModel, table=True):
+    """`depends_on` resolved: task `task_id` waits for task `depends_on_id` (found by index)."""
+
+    __tablename__ = "dependencies"
+
+    task_id: str = Field(foreign_key="tasks.id", primary_key=True)
+    depends_on_id: str = Field(foreign_key="tasks.id", primary_key=True, index=True)
 
 
 class FileRow(SQLModel, table=True):

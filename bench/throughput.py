@@ -1,0 +1,100 @@
+"""End-to-end tasks per second of the full path (record → pool → spawn → log files → parse →
+record) with an instant fake claude, against a raw asyncio loop spawning the same fake in the same
+run. Goal: the full path reaches ≥ 40 % of the raw rate.
+
+    python bench/throughput.py [--tasks 2000] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from claudomator import log
+from claudomator.config import load_config
+from claudomator.service import Claudomator
+from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile
+from tests.fakes import make_instant_claude
+
+
+async def raw_rate(claude: Path, n: int, k: int, cwd: Path) -> float:
+    """Spawn the fake n times through k workers, prompt on stdin, stdout read to EOF."""
+    sem = asyncio.Semaphore(k)
+
+    async def one() -> None:
+        async with sem:
+            proc = await asyncio.create_subprocess_exec(
+                str(claude), "-p", cwd=cwd,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await proc.communicate(b"do it")
+            assert proc.returncode == 0 and b'"result"' in out
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return n / (time.perf_counter() - t0)
+
+
+async def full_rate(claude: Path, n: int, k: int, home: Path, cwd: Path) -> float:
+    env = {"CLAUDOMATOR_HOME": str(home), "CLAUDOMATOR_CLAUDE_BIN": str(claude)}
+    config = load_config(env=env, flags={"max_concurrency": k, "claude.working_dir": str(cwd)})
+    service = Claudomator(config)
+    specs = [
+        TaskSpec.model_validate({"name": f"t{i}", "claude": {"instructions": "do it"}})
+        for i in range(n)
+    ]
+    t0 = time.perf_counter()
+    ids = service.submit(
+        ParsedFile("bench.yaml", specs, True, []), source="bench", dispatcher=service.identity
+    )
+    await service.run_tasks(ids)
+    rate = n / (time.perf_counter() - t0)
+    counts = service.reader.counts()
+    service.close()
+    assert counts == {"COMPLETED": n}, counts
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    log.configure("warning", "json")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        claude = make_instant_claude(root / "bin")
+        cwd = root / "work"
+        cwd.mkdir()
+        os.environ.pop("CLAUDECODE", None)
+        raws, fulls = [], []
+        for r in range(args.rounds):
+            raws.append(asyncio.run(raw_rate(claude, args.tasks, args.concurrency, cwd)))
+            fulls.append(
+                asyncio.run(full_rate(claude, args.tasks, args.concurrency, root / f"home{r}", cwd))
+            )
+        raw, full = sorted(raws)[len(raws) // 2], sorted(fulls)[len(fulls) // 2]
+        print(
+            f"tasks per round: {args.tasks}, max_concurrency: {args.concurrency}, rounds: {args.rounds}"
+        )
+        print(
+            f"raw asyncio spawn loop : {raw:8.1f} tasks/s  (rounds: {', '.join(f'{x:.0f}' for x in raws)})"
+        )
+        print(
+            f"claudomator full path  : {full:8.1f} tasks/s  (rounds: {', '.join(f'{x:.0f}' for x in fulls)})"
+        )
+        print(f"ratio                  : {full / raw:8.1%}  (goal >= 40%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The runner: argv, environment, outcomes of every ending, timeouts and cancels ending whole
+process trees — against the fake claude, as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from claudomator.config import Config, load_config
+from claudomator.runner import EXECUTION_ENV, build_argv, build_env
+from claudomator.service import Claudomator
+from claudomator.state import State
+from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile
+
+
+def spec(**fields: Any) -> TaskSpec:
+    claude = {"instructions": "do it", **fields.pop("claude", {})}
+    return TaskSpec.model_validate({"name": "t", "claude": claude, **fields})
+
+
+CONFIG = Config(data_dir=load_config(home=Path("/nonexistent"), env={}).data_dir)
+
+
+@pytest.mark.parametrize(
+    ("claude", "expected_tail"),
+    [
+        ({}, []),
+        ({"max_budget_usd": 1.5}, ["--max-budget-usd", "1.5000"]),
+        ({"allowed_tools": ["Bash(git *)", "Edit"]}, ["--allowedTools=Bash(git *),Edit"]),
+        ({"disallowed_tools": ["WebFetch"]}, ["--disallowedTools=WebFetch"]),
+        ({"max_turns": 7}, ["--max-turns", "7"]),
+        ({"append_system_prompt": "-commit nothing"}, ["--append-system-prompt=-commit nothing"]),
+        ({"add_dirs": ["/a", "/b c"]}, ["--add-dir=/a", "--add-dir=/b c"]),
+        ({"fallback_model": "haiku"}, ["--fallback-model=haiku"]),
+    ],
+)
+def test_build_argv(claude: dict[str, Any], expected_tail: list[str]) -> None:
+    argv = build_argv(spec(claude=claude), CONFIG, "/bin/claude", "SID")
+    head = ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "sonnet",
+            "--permission-mode", "default", "--session-id=SID"]  # fmt: skip
+    assert argv == head + expected_tail
+    assert "do it" not in argv  # the instructions go on stdin
+
+
+def test_build_argv_model_and_permission_mode() -> None:
+    argv = build_argv(spec(claude={"model": "opus", "permission_mode": "plan"}), CONFIG, "c", "S")
+    assert argv[5:9] == ["--model", "opus", "--permission-mode", "plan"]
+
+
+def test_build_env_inherits_strips_claudecode_and_task_wins() -> None:
+    base = {"PATH": "/bin", "HOME": "/h", "ANTHROPIC_API_KEY": "k", "CLAUDECODE": "1", "X": "ours"}
+    env = build_env(spec(claude={"env": {"X": "task", "Y": "2"}}), "E1", base)
+    assert env == {"PATH": "/bin", "HOME": "/h", "ANTHROPIC_API_KEY": "k", "X": "task", "Y": "2",
+                   EXECUTION_ENV: "E1"}  # fmt: skip
+
+
+# -- executions against the fake claude ---------------------------------------------------------
+
+
+@pytest.fixture
+def service(fake_claude: Path, home: Path, tmp_path: Path) -> Claudomator:
+    work = tmp_path / "work"
+    work.mkdir()
+    config = load_config(
+        flags={"claude.working_dir": str(work), "runner.interrupt_grace": "2s", "runner.terminate_grace": "1s"}
+    )
+    svc = Claudomator(config)
+    yield svc  # type: ignore[misc]
+    svc.close()
+
+
+def run(service: Claudomator, *specs: TaskSpec) -> list[dict[str, Any]]:
+    ids = service.submit(
+        ParsedFile("t.yaml", list(specs), len(specs) > 1, []), source="test", dispatcher=service.identity
+    )
+    asyncio.run(asyncio.wait_for(service.run_tasks(ids), 60))
+    return [service.task(i) for i in ids]
+
+
+def scenario(name: str, **params: Any) -> str:
+    lines = [f"fake-scenario: {name}"] + [f"fake-{k}: {v}" for k, v in params.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_success_records_cost_tokens_session_and_logs(service: Claudomator) -> None:
+    (task,) = run(service, spec(claude={"instructions": scenario("success"), "permission_mode": "acceptEdits"}))
+    assert task["state"] == "COMPLETED" and task["reason"] == ""
+    (ex,) = task["executions"]
+    assert ex["cost_usd"] == pytest.approx(0.0600318) and task["cost_usd"] == pytest.approx(0.0600318)
+    assert ex["num_turns"] == 3 and ex["cli_version"] == "2.1.197" and ex["model"] == "claude-sonnet-5"
+    assert ex["tokens"]["output"] > 0 and ex["tokens"]["cache_read"] > 0
+    assert ex["session_id"] and ex["result"]
+    stdout = Path(ex["stdout_path"]).read_bytes()
+    assert stdout.count(b"\n") >= 8 and b'"type":"result"' in stdout
+    assert oct(Path(ex["stdout_path"]).stat().st_mode & 0o777) == "0o600"
+    assert ex["owner"]["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize(
+    ("instructions", "claude", "state", "reason"),
+    [
+        (scenario("error_max_turns"), {"max_turns": 2}, "FAILED", "error_max_turns"),
+        (scenario("error_max_budget_usd"), {"max_budget_usd": 0.05}, "BUDGET_EXCEEDED", "budget $0.05"),
+        (scenario("success", cost=2.5), {"max_budget_usd": 1.0}, "BUDGET_EXCEEDED", "budget $1.00"),
+        (scenario("error_during_execution"), {}, "FAILED", "error_during_execution"),
+        (scenario("api_error", status=401), {}, "FAILED", "api_error 401"),
+        (scenario("api_error", status=402), {}, "FAILED", "api_error 402"),
+        (scenario("api_error", status="null"), {}, "FAILED", "unreachable"),
+        (scenario("no_result", message="boom: it broke"), {}, "FAILED", "boom: it broke"),
+        (scenario("usage_error", message="error: unknown option '--x'"), {}, "FAILED", "unknown option"),
+        (scenario("garbage"), {"permission_mode": "acceptEdits"}, "COMPLETED", ""),
+        (scenario("huge_line", mb=8), {}, "COMPLETED", ""),
+    ],
+)
+def test_endings(service: Claudomator, instructions: str, claude: dict[str, Any], state: str, reason: str) -> None:
+    (task,) = run(service, spec(claude={"instructions": instructions, **claude}))
+    assert task["state"] == state, task["reason"]
+    assert reason in task["reason"]
+    assert task["executions"][0]["state"] == state
+
+
+def test_rate_limit_requeues_without_an_attempt_then_fails_when_capped(service: Claudomator) -> None:
+    service.max_requeues = 0
+    (task,) = run(service, spec(claude={"instructions": scenario("api_error", status=429)}))
+    assert task["state"] == "FAILED" and "429" in task["reason"] and task["attempts"] == 1
+
+
+def test_rate_limit_pauses_the_pool_and_requeues(service: Claudomator) -> None:
+    resets = int(time.time()) + 3600
+    ids = service.submit(
+        ParsedFile("t.yaml", [spec(claude={"instructions": scenario("rate_limit", resets_at=resets)})], False, []),
+        source="test",
+        dispatcher=service.identity,
+    )
+
+    async def go() -> None:
+        job = asyncio.create_task(service.run_tasks(ids))
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if service.task(ids[0])["state"] == "QUEUED" and service.task(ids[0])["executions"]:
+                break
+        await service.interrupt("interrupted")
+        await job
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    task = service.task(ids[0])
+    assert task["executions"][0]["state"] == "FAILED" and task["executions"][0]["api_error_status"] == 429
+    assert task["attempts"] == 0 and task["requeues"] == 1
+    pool = service.store.pool_state()
+    assert pool["rate_limited_until"] == resets
+    gate = service.gate()
+    assert not gate.open and gate.until == resets and "rate limited" in gate.reason
+
+
+def test_retry_policy_runs_again_after_backoff(service: Claudomator) -> None:
+    (task,) = run(
+        service,
+        spec(claude={"instructions": scenario("api_error", status=500)}, retry={"max_attempts": 2, "backoff": "100ms"}),
+    )
+    assert task["state"] == "FAILED" and task["attempts"] == 2
+    assert [e["state"] for e in task["executions"]] == ["FAILED", "FAILED"]
+
+
+def test_missing_binary_and_working_dir_fail_cleanly(service: Claudomator, tmp_path: Path) -> None:
+    (task,) = run(service, spec(claude={"working_dir": str(tmp_path / "nope")}))
+    assert task["state"] == "FAILED" and "does not exist" in task["reason"]
+    object.__setattr__(service.runner.config, "claude_binary", str(tmp_path / "no-claude"))
+    (task,) = run(service, spec())
+    assert task["state"] == "FAILED" and "not found" in task["reason"]
+
+
+def test_depends_on_order_and_cancel_on_failure(service: Claudomator) -> None:
+    tasks = run(
+        service,
+        TaskSpec.model_validate({"name": "a", "claude": {"instructions": scenario("tools", turns=1)}}),
+        TaskSpec.model_validate({"name": "b", "depends_on": ["a"], "claude": {"instructions": scenario("api_error", status=401)}}),
+        TaskSpec.model_validate({"name": "c", "depends_on": ["b"], "claude": {"instructions": "x"}}),
+        TaskSpec.model_validate({"name": "d", "depends_on": ["c"], "claude": {"instructions": "x"}}),
+    )
+    assert [t["state"] for t in tasks] == ["COMPLETED", "FAILED", "CANCELLED", "CANCELLED"]
+    assert tasks[2]["reason"] == "dependency b FAILED" and tasks[3]["reason"] == "dependency c CANCELLED"
+    a_end = tasks[0]["executions"][0]["finished_at"]
+    assert tasks[1]["executions"][0]["started_at"] >= a_end
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_timeout_interrupts_and_keeps_the_cost(service: Claudomator) -> None:
+    (task,) = run(service, spec(timeout="1s", claude={"instructions": scenario("sleep", sleep_s=30, cost=0.02)}))
+    assert task["state"] == "TIMED_OUT" and task["reason"] == "timeout"
+    ex = task["executions"][0]
+    assert ex["cost_usd"] == pytest.approx(0.02)
+    assert b"aborted_streaming" in Path(ex["stdout_path"]).read_bytes()
+
+
+def test_timeout_escalates_to_sigkill_of_the_whole_tree(service: Claudomator, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    t0 = time.monotonic()
+    (task,) = run(
+        service,
+        spec(
+            timeout="1s",
+            claude={"instructions": scenario("grandchild", pidfile=pidfile, kill_children=0, sleep_s=60)},
+        ),
+    )
+    assert task["state"] == "TIMED_OUT"
+    child = int(pidfile.read_text())
+    assert not alive(child), "the detached grandchild survived"
+    assert time.monotonic() - t0 < 15
+
+
+def test_ignoring_sigint_and_sigterm_still_ends(service: Claudomator) -> None:
+    t0 = time.monotonic()
+    (task,) = run(service, spec(timeout="1s", claude={"instructions": scenario("ignore_sigterm", sleep_s=60)}))
+    assert task["state"] == "TIMED_OUT"
+    assert time.monotonic() - t0 < 10  # 1 s + 2 s SIGINT grace + 1 s SIGTERM grace + slack
+    (ex,) = task["executions"]
+    assert ex["exit_code"] == -9
+
+
+def test_environment_passes_through_and_task_env_wins(service: Claudomator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CLAUDECODE", "1")
+    monkeypatch.setenv("MY_FLAG", "ours")
+    (task,) = run(
+        service,
+        spec(claude={"instructions": scenario("echo_env", vars="ANTHROPIC_BASE_URL,CLAUDECODE,MY_FLAG,HOME"),
+                     "env": {"MY_FLAG": "task"}}),
+    )  # fmt: skip
+    echoed = json.loads(task["executions"][0]["result"])
+    assert echoed["env"] == {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "CLAUDECODE": None,
+                             "MY_FLAG": "task", "HOME": os.environ["HOME"]}  # fmt: skip
+    assert echoed["cwd"] == str(service.config.claude_working_dir)
+
+
+def test_secrets_never_reach_reasons_or_the_database(service: Claudomator, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-ant-very-secret-value"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    monkeypatch.setenv("FAKE_CLAUDE_MESSAGE", f"bad key {secret}")  # claude prints it on stderr
+    (task,) = run(
+        service,
+        spec(claude={"instructions": scenario("no_result"), "env": {"GH_TOKEN": "ghp_task_secret"}}),
+    )
+    assert "***" in task["reason"] and secret not in task["reason"]
+    assert task["spec"]["claude"]["env"] == {"GH_TOKEN": "***"}
+    db = service.config.data_dir.database
+    data = b"".join(p.read_bytes() for p in db.parent.glob("claudomator.db*"))
+    assert secret.encode() not in data
+    stderr_log = Path(task["executions"][0]["stderr_path"]).read_bytes()
+    assert secret.encode() not in stderr_log

@@ -1,0 +1,227 @@
+"""`claudomator serve` as a real process: intake, folders, the dispatcher lock, graceful stop, and
+restarts after SIGKILL at each named point of the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class Server:
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.env = home, env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: bool = True, **extra_env: str) -> Server:
+        """Start `serve`; with `ready`, wait until it says it serves (or it died)."""
+        self.log_path = self.home.parent / f"serve-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "claudomator.cli", "serve", "--no-api"],
+            env={**self.env, **extra_env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        if ready:
+            wait_for(lambda: b"serve.started" in self.log_path.read_bytes() or self.proc.poll() is not None)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code
+
+    def drop(self, rel: str, text: str) -> Path:
+        path = self.home / "inbox" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp"
+        tmp.write_text(text)
+        os.rename(tmp, path)
+        return path
+
+    def tasks(self) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "claudomator.cli", "list", "--json", "--limit", "1000"],
+            env=self.env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return list(json.loads(out.stdout))
+
+    def files(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for folder in ("inbox", "queued", "running", "done", "rejected", ".staging"):
+            top = self.home / folder
+            out[folder] = sorted(
+                str(p.relative_to(top)) for p in top.rglob("*") if not p.is_dir() or p.is_symlink()
+            ) if top.exists() else []  # fmt: skip
+        return out
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[Server]:
+    work = tmp_path / "work"
+    work.mkdir()
+    record = tmp_path / "record"
+    record.mkdir()
+    env = {
+        **os.environ,
+        "CLAUDOMATOR_CLAUDE_WORKING_DIR": str(work),
+        "CLAUDOMATOR_RUNNER_INTERRUPT_GRACE": "2s",
+        "CLAUDOMATOR_RUNNER_TERMINATE_GRACE": "1s",
+        "CLAUDOMATOR_RUNNER_STOP_GRACE": "5s",
+        "CLAUDOMATOR_INTAKE_SWEEP_INTERVAL": "1s",
+        "FAKE_CLAUDE_RECORD": str(record),
+    }
+    srv = Server(home, env)
+    srv.record = record  # type: ignore[attr-defined]
+    yield srv
+    if srv.proc is not None and srv.proc.poll() is None:
+        srv.stop(signal.SIGKILL)
+
+
+TASK = "name: {name}\nclaude:\n  instructions: |\n    fake-scenario: {scenario}\n{params}"
+
+
+def task(name: str, scenario: str = "tools", **params: Any) -> str:
+    extra = "".join(f"    fake-{k}: {v}\n" for k, v in params.items())
+    return TASK.format(name=name, scenario=scenario, params=extra)
+
+
+def test_files_move_through_the_folders(server: Server) -> None:
+    server.start()
+    server.drop("team/a.yaml", task("a", turns=1))
+    server.drop("b.yaml", "name: b\nclaude: {instructions: x, bogus_key: 1}\n")
+    server.drop(
+        "batch.yml",
+        "tasks:\n  - {name: one, claude: {instructions: 'fake-scenario: tools'}}\n"
+        "  - {name: two, depends_on: [one], claude: {instructions: 'fake-scenario: tools'}}\n",
+    )
+    (server.home / "inbox" / "notes.txt").write_text("left alone")
+    (server.home / "inbox" / ".draft.yaml").write_text("left alone")
+    wait_for(lambda: len(server.files()["done"]) == 4)
+    files = server.files()
+    assert files["done"] == ["batch.yml", "batch.yml.result.json", "team/a.yaml", "team/a.yaml.result.json"]
+    assert files["rejected"] == ["b.yaml", "b.yaml.error"]
+    assert "claude.bogus_key: unknown field" in (server.home / "rejected/b.yaml.error").read_text()
+    assert files["inbox"] == [".draft.yaml", "notes.txt"]
+    assert files["queued"] == files["running"] == files[".staging"] == []
+    result = json.loads((server.home / "done/batch.yml.result.json").read_text())
+    assert [(t["name"], t["state"]) for t in result["tasks"]] == [("one", "COMPLETED"), ("two", "COMPLETED")]
+    assert result["tasks"][0]["executions"][0]["stdout_log"].endswith("stdout.log")
+    assert server.stop() == 0
+
+
+def test_a_second_server_is_refused(server: Server) -> None:
+    server.start()
+    second = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "serve", "--no-api"],
+        env=server.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert f"pid {server.proc.pid}" in second.stderr  # type: ignore[union-attr]
+    assert server.stop() == 0
+
+
+def test_sigterm_lets_running_finish_then_second_signal_cancels(server: Server) -> None:
+    server.start()
+    server.drop("slow.yaml", task("slow", "sleep", sleep_s=60))
+    wait_for(lambda: server.files()["running"])
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    time.sleep(0.5)
+    assert server.proc.poll() is None  # waiting for the running execution  # type: ignore[union-attr]
+    assert server.stop(signal.SIGINT) == 0
+    (t,) = server.tasks()
+    assert t["state"] == "CANCELLED"
+    assert server.files()["done"] == ["slow.yaml", "slow.yaml.result.json"]
+
+
+def test_pause_holds_new_work_until_resume(server: Server) -> None:
+    server.start()
+    subprocess.run([sys.executable, "-m", "claudomator.cli", "pause"], env=server.env, check=True, capture_output=True)
+    server.drop("a.yaml", task("a", turns=1))
+    wait_for(lambda: server.files()["queued"])
+    time.sleep(0.6)
+    assert server.tasks()[0]["state"] == "QUEUED"
+    subprocess.run([sys.executable, "-m", "claudomator.cli", "resume"], env=server.env, check=True, capture_output=True)
+    wait_for(lambda: server.tasks()[0]["state"] == "COMPLETED")
+    server.stop()
+
+
+def test_deleting_a_queued_file_cancels_it(server: Server) -> None:
+    subprocess.run([sys.executable, "-m", "claudomator.cli", "init"], env=server.env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "claudomator.cli", "pause"], env=server.env, check=True, capture_output=True)
+    server.start()
+    server.drop("a.yaml", task("a"))
+    wait_for(lambda: server.files()["queued"] == ["a.yaml"])
+    (server.home / "queued/a.yaml").unlink()
+    wait_for(lambda: server.tasks()[0]["state"] == "CANCELLED")
+    assert server.tasks()[0]["reason"] == "task file deleted from queued/"
+    server.stop()
+
+
+def executions_started(server: Server) -> int:
+    return len(list(server.record.glob("*.json")))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("point", ["claimed", "recorded", "spawned", "running", "finished"])
+def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
+    scenario = task("victim", "sleep", sleep_s=1) if point != "running" else task("victim", "sleep", sleep_s=60)
+    if point == "running":
+        server.start()
+        server.drop("victim.yaml", scenario)
+        wait_for(lambda: server.files()["running"])
+        time.sleep(0.3)
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    else:
+        server.start(ready=point != "claimed" and point != "recorded", CLAUDOMATOR_FAILPOINT=point)
+        server.drop("victim.yaml", scenario)
+        assert server.proc.wait(20) == -signal.SIGKILL  # type: ignore[union-attr]
+        server.log.close()
+    started_before = executions_started(server)
+    server.start()
+    wait_for(lambda: server.tasks() and all(t["state"] not in ("QUEUED", "RUNNING", "PENDING") for t in server.tasks()), 30)
+    files = server.files()
+    assert server.stop() == 0
+    tasks = server.tasks()
+    assert len(tasks) == 1, tasks
+    (t,) = tasks
+    expected = {
+        "claimed": ("COMPLETED", ""),
+        "recorded": ("COMPLETED", ""),
+        "spawned": ("FAILED", "interrupted"),
+        "running": ("FAILED", "interrupted"),
+        "finished": ("COMPLETED", ""),
+    }[point]
+    assert (t["state"], t["reason"]) == expected
+    # every file accounted for exactly once, nothing half-claimed
+    assert files["done"] == ["victim.yaml", "victim.yaml.result.json"]
+    assert files["inbox"] == files["queued"] == files["running"] == files[".staging"] == []
+    # never started twice: an interrupted execution is not run again
+    assert executions_started(server) == max(started_before, 1)
+    assert t["attempts"] == 1
+    with sqlite3.connect(server.home / "claudomator.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT COUNT(*) FROM executions WHERE state = 'RUNNING'").fetchone() == (0,)
