@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from claudomator.config import Config, load_config
-from claudomator.runner import EXECUTION_ENV, build_argv, build_env
+from claudomator.runner import EXECUTION_ENV, Runner, build_argv, build_env
 from claudomator.service import Claudomator
 from claudomator.state import State
 from claudomator.task import TaskSpec
@@ -250,6 +250,7 @@ def test_secrets_never_reach_reasons_or_the_database(service: Claudomator, monke
     secret = "sk-ant-very-secret-value"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("FAKE_CLAUDE_MESSAGE", f"bad key {secret}")  # claude prints it on stderr
+    service.runner = Runner(service.config)  # as if claudomator had started with this environment
     (task,) = run(
         service,
         spec(claude={"instructions": scenario("no_result"), "env": {"GH_TOKEN": "ghp_task_secret"}}),
