@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_fake_claude, make_instant_claude
+from tests.fakes import make_fake_claude, make_instant_claude, real_claude
 from tests.fakes.mock_api import REAL_CLI_ENV, MockAnthropic
 
 SAMPLE = Path(__file__).parent / "data" / "sample-stream.jsonl"
@@ -77,6 +78,15 @@ def messages(stdout: str) -> list[dict[str, Any]]:
 
 def fake(scenario: str, **params: object) -> str:
     return "\n".join([f"fake-scenario: {scenario}"] + [f"fake-{k}: {v}" for k, v in params.items()])
+
+
+def eof_within(fd: int, seconds: float) -> bool:
+    """Whether the pipe reaches end-of-file (every writer gone) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0] and not os.read(fd, 1 << 16):
+            return True
+    return False
 
 
 def reap(proc: subprocess.Popen[bytes]) -> None:
@@ -426,6 +436,9 @@ def test_grandchild_is_detached_and_outlives_sigkill(spawn: Any, work: Path) -> 
         assert os.getsid(pid) == pid != os.getsid(proc.pid)  # its own session
         proc.kill()
         proc.wait()
+        # the grandchild does not hold the fake's stdout (unless keep_stdout: 1): EOF at once
+        assert proc.stdout is not None
+        assert eof_within(proc.stdout.fileno(), 2)
         time.sleep(0.1)
         os.kill(pid, 0)  # still alive: an orphan the runner must kill itself
     finally:
@@ -597,10 +610,10 @@ def test_mock_budget_usage_exceeds_a_cent_in_one_call() -> None:
 
 # -- the real CLI against MockAnthropic ---------------------------------------------------------
 
-REAL_CLAUDE = os.environ.get("CLAUDOMATOR_REAL_CLAUDE", "")
+REAL_CLAUDE = real_claude()
 needs_real_cli = pytest.mark.skipif(
-    not (REAL_CLAUDE and os.access(REAL_CLAUDE, os.X_OK)),
-    reason="set CLAUDOMATOR_REAL_CLAUDE to the real claude binary (.ci/install-claude prints it)",
+    not REAL_CLAUDE,
+    reason="the real claude CLI is not installed here and npm cannot install it (see README)",
 )
 
 

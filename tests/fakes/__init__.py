@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
 
-__all__ = ["FAKE_CLAUDE", "make_fake_claude", "make_instant_claude"]
+__all__ = ["FAKE_CLAUDE", "make_fake_claude", "make_instant_claude", "real_claude"]
 
 
 def _write_executable(path: Path, text: str) -> Path:
@@ -96,3 +100,26 @@ def make_instant_claude(dir: Path) -> Path:
     line (session id from ``--session-id`` when given) and exits 0.
     """
     return _write_executable(Path(dir) / "claude", _INSTANT)
+
+
+_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@functools.cache
+def real_claude() -> str:
+    """The real Claude Code CLI for the `realcli` tests: $CLAUDOMATOR_REAL_CLAUDE, else installed
+    once by .ci/install-claude into a cache outside the repository (needs npm). "" when it
+    cannot be had here; under CI=true that is an error, so CI never skips these tests silently."""
+    path = os.environ.get("CLAUDOMATOR_REAL_CLAUDE", "")
+    if not path and shutil.which("npm"):
+        out = subprocess.run(
+            ["bash", str(_ROOT / ".ci" / "install-claude")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if out.returncode == 0 and out.stdout.strip():
+            path = out.stdout.strip().splitlines()[-1]
+    if path and os.access(path, os.X_OK):
+        return path
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("the real claude CLI is needed under CI=true: .ci/install-claude failed")
+    return ""

@@ -1,0 +1,191 @@
+"""claudomator running the REAL Claude Code CLI (2.1.197) against a local mock of the Messages API:
+real CLI behaviour, no network beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from claudomator.config import load_config
+from claudomator.runner import EXECUTION_ENV
+from claudomator.service import Claudomator
+from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile
+from tests.fakes import real_claude
+from tests.fakes.mock_api import MockAnthropic
+
+REAL = real_claude()
+pytestmark = [
+    pytest.mark.realcli,
+    pytest.mark.skipif(
+        not REAL, reason="the real claude CLI is not installed and npm cannot install it"
+    ),
+]
+
+
+@pytest.fixture
+def mock(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MockAnthropic]:
+    scenario, params = request.param
+    with MockAnthropic(scenario, **params) as api:
+        home = tmp_path / "claude-home"
+        home.mkdir()
+        for key, value in api.env(home=home).items():  # claudomator's own environment, inherited
+            monkeypatch.setenv(key, value)
+        yield api
+
+
+@pytest.fixture
+def service(home: Path, tmp_path: Path) -> Iterator[Claudomator]:
+    work = tmp_path / "work"
+    work.mkdir()
+    config = load_config(
+        flags={
+            "claude.binary": REAL,
+            "claude.working_dir": str(work),
+            "runner.interrupt_grace": "5s",
+            "runner.terminate_grace": "2s",
+        }
+    )
+    svc = Claudomator(config)
+    svc.max_requeues = 0  # a rate limit fails at once here instead of waiting for its reset
+    yield svc
+    svc.close()
+
+
+def spec(**fields: Any) -> TaskSpec:
+    claude = {
+        "instructions": "Run echo hi with Bash, then say done.",
+        "model": "sonnet",
+        **fields.pop("claude", {}),
+    }
+    return TaskSpec.model_validate({"name": "real", "claude": claude, **fields})
+
+
+def run(service: Claudomator, task: TaskSpec, during: Any = None) -> dict[str, Any]:
+    (task_id,) = service.submit(
+        ParsedFile("t.yaml", [task], False, []), source="test", dispatcher=service.identity
+    )
+
+    async def go() -> None:
+        job = asyncio.create_task(service.run_tasks([task_id]))
+        if during is not None:
+            await during(task_id)
+        await job
+
+    asyncio.run(asyncio.wait_for(go(), 90))
+    return service.task(task_id)
+
+
+def result_line(execution: dict[str, Any]) -> dict[str, Any]:
+    lines = [
+        json.loads(line)
+        for line in Path(execution["stdout_path"]).read_text().splitlines()
+        if line.startswith("{")
+    ]
+    return [m for m in lines if m.get("type") == "result"][-1]
+
+
+def leftovers(execution_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (
+                proc.environ().get(EXECUTION_ENV) == execution_id
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("mock", [("tools", {})], indirect=True)
+def test_tool_run_completes_with_the_clis_own_cost(
+    service: Claudomator, mock: MockAnthropic
+) -> None:
+    task = run(service, spec(claude={"permission_mode": "acceptEdits", "allowed_tools": ["Bash"]}))
+    assert task["state"] == "COMPLETED", task["reason"]
+    (ex,) = task["executions"]
+    final = result_line(ex)
+    assert final["subtype"] == "success" and final["total_cost_usd"] > 0
+    assert ex["cost_usd"] == final["total_cost_usd"]
+    assert ex["cli_version"] == "2.1.197" and ex["num_turns"] == final["num_turns"]
+    assert ex["tokens"]["output"] == final["usage"]["output_tokens"]
+    assert len(mock.main_requests) == 2  # the tool call, then the answer after its result
+    assert "hi" in json.dumps(mock.main_requests[1])  # the Bash tool really ran
+
+
+@pytest.mark.parametrize("mock", [("budget", {})], indirect=True)
+def test_budget_overrun_is_budget_exceeded(service: Claudomator, mock: MockAnthropic) -> None:
+    task = run(
+        service,
+        spec(
+            claude={
+                "max_budget_usd": 0.01,
+                "permission_mode": "acceptEdits",
+                "allowed_tools": ["Bash"],
+            }
+        ),
+    )
+    assert task["state"] == "BUDGET_EXCEEDED", task["reason"]
+    assert (
+        task["executions"][0]["cost_usd"] > 0.01
+    )  # the CLI overshoots by one call; recorded as reported
+
+
+@pytest.mark.parametrize("mock", [("max_turns", {})], indirect=True)
+def test_max_turns(service: Claudomator, mock: MockAnthropic) -> None:
+    task = run(
+        service,
+        spec(claude={"max_turns": 1, "permission_mode": "acceptEdits", "allowed_tools": ["Bash"]}),
+    )
+    assert task["state"] == "FAILED" and "error_max_turns" in task["reason"]
+
+
+@pytest.mark.parametrize(
+    ("mock", "status"),
+    [
+        (("http_error", {"status": 401}), 401),
+        (("http_error", {"status": 429}), 429),
+        (("http_error", {"status": 529}), 529),
+    ],
+    indirect=["mock"],
+)
+def test_http_errors_fail_with_the_status(
+    service: Claudomator, mock: MockAnthropic, status: int
+) -> None:
+    task = run(service, spec())
+    assert task["state"] == "FAILED"
+    assert f"api_error {status}" in task["reason"]
+    assert task["executions"][0]["api_error_status"] == status
+
+
+@pytest.mark.parametrize("mock", [("slow", {"delay_s": 60})], indirect=True)
+def test_timeout_mid_run_leaves_no_process(service: Claudomator, mock: MockAnthropic) -> None:
+    task = run(service, spec(timeout="3s"))
+    assert task["state"] == "TIMED_OUT" and task["reason"] == "timeout"
+    ex = task["executions"][0]
+    assert result_line(ex)["subtype"] == "error_during_execution"  # SIGINT: claude reported its end
+    assert leftovers(ex["id"]) == []
+
+
+@pytest.mark.parametrize("mock", [("slow", {"delay_s": 60})], indirect=True)
+def test_cancel_mid_run_leaves_no_process(service: Claudomator, mock: MockAnthropic) -> None:
+    async def cancel_when_requesting(task_id: str) -> None:
+        for _ in range(300):
+            await asyncio.sleep(0.05)
+            if mock.main_requests:
+                break
+        service.cancel(task_id)
+
+    task = run(service, spec(), during=cancel_when_requesting)
+    assert task["state"] == "CANCELLED"
+    assert leftovers(task["executions"][0]["id"]) == []
