@@ -65,12 +65,18 @@ class Gate:
 
 
 def pool_gate(
-    state: dict[str, object], *, now: float, spent_today: float, daily_budget: float
+    state: dict[str, object],
+    *,
+    now: float,
+    spent_today: float,
+    daily_budget: float,
+    by_hand: bool = True,
 ) -> Gate:
-    """From the stored pool state: paused by hand, draining, a rate-limit pause, the daily budget."""
-    if state.get("paused"):
+    """From the stored pool state: paused by hand or draining (unless `by_hand` is False: `run`
+    answers to its own user), a rate-limit pause, the daily budget."""
+    if by_hand and state.get("paused"):
         return Gate(False, str(state.get("reason") or "paused"))
-    if state.get("draining"):
+    if by_hand and state.get("draining"):
         return Gate(False, "draining")
     until = state.get("rate_limited_until")
     if isinstance(until, int | float) and until > now:

@@ -442,12 +442,13 @@ class Claudomator:
             self.publish([event])
         return state
 
-    def gate(self) -> Gate:
+    def gate(self, by_hand: bool = True) -> Gate:
         return pool_gate(
             self.store.pool_state(),
             now=time.time(),
             spent_today=self.reader.cost_since(start_of_today()),
             daily_budget=self.config.daily_budget_usd,
+            by_hand=by_hand,
         )
 
     def _check_cancels(self) -> None:
@@ -465,7 +466,19 @@ class Claudomator:
         states = {t["id"]: t["state"] for t in self.reader.list_tasks(ids=task_ids, limit=None)}
         self._open = {t for t in task_ids if states.get(t) not in FINAL_STATES}
 
+        told = ""
+
         def pick(n: int) -> list[str]:
+            nonlocal told
+            gate = self.gate(by_hand=False)  # money and rate limits hold `run` too
+            if not gate.open:
+                if gate.reason != told:  # say once why nothing starts, and until when
+                    told = gate.reason
+                    self.hub.publish(
+                        {"type": "pool.waiting", "reason": gate.reason, "until": gate.until}
+                    )
+                return []
+            told = ""
             return self.store.pick(n, time.time(), self.identity)
 
         await self.pool.run(pick, self.execute, lambda: not self._open, tick=self._check_cancels)

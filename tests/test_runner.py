@@ -262,3 +262,30 @@ def test_secrets_never_reach_reasons_or_the_database(service: Claudomator, monke
     assert secret.encode() not in data
     stderr_log = Path(task["executions"][0]["stderr_path"]).read_bytes()
     assert secret.encode() not in stderr_log
+
+
+def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    config = load_config(
+        flags={"claude.working_dir": str(work), "budget.daily_usd": 0.05, "max_concurrency": 1}
+    )
+    svc = Claudomator(config)
+    first = spec(claude={"instructions": scenario("success", cost=0.06)})
+    second = TaskSpec.model_validate({"name": "second", "claude": {"instructions": "x"}})
+    ids = svc.submit(ParsedFile("t.yaml", [first, second], True, []), source="t", dispatcher=svc.identity)
+    sub = svc.hub.subscribe()
+
+    async def go() -> dict[str, Any]:
+        job = asyncio.create_task(svc.run_tasks(ids))
+        while (event := await asyncio.wait_for(sub.get(), 20))["type"] != "pool.waiting":
+            pass
+        await svc.interrupt("interrupted")
+        await job
+        return event
+
+    event = asyncio.run(go())
+    assert event["reason"] == "daily budget reached ($0.06 of $0.05)"
+    assert [svc.task(i)["state"] for i in ids] == ["COMPLETED", "CANCELLED"]
+    assert svc.task(ids[1])["executions"] == []
+    svc.close()

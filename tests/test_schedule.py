@@ -4,7 +4,14 @@ from typing import Any
 
 import pytest
 
-from claudomator.schedule import After, after_execution, dependency_verdict, owner_gone
+from claudomator.schedule import (
+    After,
+    Gate,
+    after_execution,
+    dependency_verdict,
+    owner_gone,
+    pool_gate,
+)
 from claudomator.state import State
 
 S = State
@@ -79,6 +86,35 @@ BASE: dict[str, Any] = dict(
 )
 def test_after_execution(state: State, changes: dict[str, Any], expected: After) -> None:
     assert after_execution(outcome_state=state, **{**BASE, **changes}) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "spent", "budget", "by_hand", "gate"),
+    [
+        ({}, 0.0, 0.0, True, Gate(True)),
+        ({"paused": True, "reason": "maintenance"}, 0.0, 0.0, True, Gate(False, "maintenance")),
+        ({"paused": True}, 0.0, 0.0, False, Gate(True)),
+        ({"draining": True}, 0.0, 0.0, True, Gate(False, "draining")),
+        ({"draining": True}, 0.0, 0.0, False, Gate(True)),
+        (
+            {"rate_limited_until": NOW + 60, "rate_limit_reason": "429"},
+            0.0,
+            0.0,
+            False,
+            Gate(False, "429", NOW + 60),
+        ),
+        ({"rate_limited_until": NOW - 1}, 0.0, 0.0, True, Gate(True)),
+        ({}, 4.99, 5.0, True, Gate(True)),
+        ({}, 5.0, 5.0, False, Gate(False, "daily budget reached ($5.00 of $5.00)")),
+        ({}, 50.0, 0.0, True, Gate(True)),  # 0 = no daily limit
+    ],
+)
+def test_pool_gate(
+    state: dict[str, object], spent: float, budget: float, by_hand: bool, gate: Gate
+) -> None:
+    assert (
+        pool_gate(state, now=NOW, spent_today=spent, daily_budget=budget, by_hand=by_hand) == gate
+    )
 
 
 @pytest.mark.parametrize(
