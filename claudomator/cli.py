@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +120,27 @@ def init(ctx: Context) -> None:
     else:
         click.echo(f"kept {data_dir.config_file} (already there)")
     Store(data_dir.database).close()
+    from claudomator.token import ensure_token, token_path
+
+    ensure_token(data_dir.root)
+    click.echo(f"API token in {token_path(data_dir.root)} (`claudomator token` prints it)")
     click.echo(f"data dir ready: {data_dir.root}")
+
+
+@cli.command()
+@click.option("--read-only", is_flag=True, help="The token that can read but not act.")
+@click.option("--rotate", is_flag=True, help="Replace it with a new one (restart serve to apply).")
+@pass_ctx
+def token(ctx: Context, read_only: bool, rotate: bool) -> None:
+    """Print the API token alone on stdout; made (0600, in the data dir) if there is none yet.
+
+    The API asks for it as `Authorization: Bearer TOKEN` when auth is on: with
+    [server] auth = true, and always when server.host is not loopback.
+    """
+    from claudomator.token import ensure_token
+
+    ctx.config.data_dir.ensure()
+    click.echo(ensure_token(ctx.config.data_dir.root, read_only=read_only, rotate=rotate))
 
 
 @cli.command("config")
@@ -336,6 +356,55 @@ def logs(ctx: Context, ref: str, follow: bool, raw: bool, which: str | None) -> 
         out.flush()
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of sources.")
+@pass_ctx
+def sources(ctx: Context, as_json: bool) -> None:
+    """The [[sources]] of config.toml, each with the last commit ingested and what is wrong."""
+    from claudomator.store.rows import iso
+
+    config = ctx.config
+    stored: dict[str, dict[str, Any]] = {}
+    if config.data_dir.database.exists():  # a read: never create the database
+        from claudomator.store.db import Store
+
+        store = Store(config.data_dir.database)
+        try:
+            stored = {row["name"]: row for row in store.sources()}
+        finally:
+            store.close()
+    rows = []
+    for source in config.sources:
+        state = stored.get(source.name, {})
+        rows.append(
+            {
+                "name": source.name,
+                "kind": source.kind,
+                "path": source.path,
+                "subdir": source.subdir,
+                "branch": source.branch,
+                "remote": source.remote,
+                "last_commit": state.get("last_commit") or None,
+                "error": state.get("error") or None,
+                "updated_at": iso(state.get("updated_at")),
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"no sources: add [[sources]] tables to {config.data_dir.config_file}")
+        return
+    shown = [
+        {**r, "spool": f"@{r['name']}/", "commit": (r["last_commit"] or "-")[:12]} for r in rows
+    ]
+    columns = [("name", "NAME"), ("kind", "KIND"), ("branch", "BRANCH"), ("commit", "LAST COMMIT")]
+    _table(shown, [*columns, ("spool", "SPOOL"), ("path", "PATH")])
+    for r in rows:
+        if r["error"]:
+            click.echo(f"{r['name']}: {r['error']}")
+
+
 def _is_running(reader: Reader, execution_id: str) -> bool:
     ex = reader.execution(execution_id)
     return ex is not None and ex["state"] == State.RUNNING.value
@@ -378,9 +447,45 @@ def serve(ctx: Context, no_api: bool) -> None:
 
     service = ctx.service()
     try:
-        asyncio.run(service.serve())
+        also, close = _beside(service, api=not no_api)
+        try:
+            asyncio.run(service.serve(also=also))
+        finally:
+            close()
     finally:
         service.close()
+
+
+def _beside(
+    service: Claudomator, *, api: bool
+) -> tuple[Callable[[Any], Coroutine[Any, Any, None]] | None, Callable[[], None]]:
+    """What runs beside the pool on its loop: webhook notifications, and the HTTP API (which
+    refuses here, before anything starts, when it cannot listen or lacks a token)."""
+    import asyncio
+
+    from claudomator.notify import Notifier
+    from claudomator.store.reader import start_of_today
+
+    config = service.config
+    runs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    notifier = None
+    if config.notify:
+        notifier = Notifier(
+            config.notify,
+            budget=lambda: (service.reader.cost_since(start_of_today()), config.daily_budget_usd),
+        )
+        runs.append(lambda stop: notifier.run(service.hub, stop, lambda: not service.pool.running))
+    server = None
+    if api:
+        from claudomator.api import Api
+
+        server = Api(service, notifier=notifier)
+        runs.append(server.run)
+
+    async def beside(stop: asyncio.Event) -> None:
+        await asyncio.gather(*(run(stop) for run in runs))
+
+    return (beside if runs else None), (server.close if server else lambda: None)
 
 
 def _pool_command(ctx: Context, **changes: Any) -> None:
@@ -507,6 +612,13 @@ async def _print_progress(service: Claudomator, t0: float) -> None:
     try:
         while True:
             event = await sub.get()
+            if event["type"] == "pool.waiting":
+                until = event.get("until")
+                when = f" until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else ""
+                click.echo(
+                    f"[{time.monotonic() - t0:7.1f}s] waiting{when}: {event['reason']}", err=True
+                )
+                continue
             if not event["type"].startswith("task.") or event["type"] == "task.created":
                 continue
             reason = f"  {event['reason']}" if event.get("reason") else ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,10 +26,12 @@ import structlog
 from claudomator import failpoint
 from claudomator.errors import FieldError, TaskFileError
 from claudomator.ids import new_id
+from claudomator.runner import within
 from claudomator.spool import Spool, is_watched_path
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.rows import iso
-from claudomator.taskfile import parse_file
+from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile, parse_file
 
 if TYPE_CHECKING:
     from claudomator.service import Claudomator
@@ -51,9 +53,41 @@ def desired_folder(tasks: Iterable[tuple[State, int]]) -> str:
 @dataclass
 class Claim:
     file_id: str
-    rel: str
+    rel: str  # relative to where it was found
     staged: Path
-    folder: str  # where it was claimed from: inbox, or queued/running at repair
+    folder: str  # where it was found: inbox, queued or running (repair), or "@<source name>"
+    provenance: dict[str, Any] | None = None
+    base_dir: Path | None = None  # a checkout: working_dir defaults to it and must stay inside
+
+    @property
+    def source(self) -> str:
+        return self.folder if self.folder.startswith("@") else "inbox"
+
+    @property
+    def spool_rel(self) -> str:
+        """Its path in the spool folders: sources other than the inbox live under `@name/`."""
+        return f"{self.folder}/{self.rel}" if self.folder.startswith("@") else self.rel
+
+
+def confine(spec: TaskSpec, base: Path | None, allowed_roots: Sequence[str]) -> TaskSpec:
+    """`spec` with its working_dir resolved: relative to a checkout (`base`, also its default),
+    and inside the checkout or one of `allowed_roots` (links resolved); ValueError otherwise."""
+    wd = spec.claude.working_dir
+    if base is None:
+        if not allowed_roots or not wd:
+            return spec
+        path = Path(os.path.expanduser(wd))
+    else:
+        path = base / os.path.expanduser(wd) if wd else base
+    real = os.path.realpath(path)
+    if not within(Path(real), ((str(base),) if base else ()) + tuple(allowed_roots)):
+        where = "the checkout or allowed_roots" if base else "allowed_roots"
+        raise ValueError(
+            f"claude.working_dir: {wd or str(path)!r} resolves to {real}, outside {where}"
+        )
+    if base is None:
+        return spec
+    return spec.model_copy(update={"claude": spec.claude.model_copy(update={"working_dir": real})})
 
 
 class Intake:
@@ -63,6 +97,7 @@ class Intake:
         self.spool = Spool(service.config.data_dir)
         self.spool.ensure()
         self.pending: set[str] = set()  # inbox paths still being written
+        self.base_dirs: dict[str, Path] = {}  # "@name" -> checkout root, set by the sources
 
     # -- claims ------------------------------------------------------------------------------
 
@@ -101,6 +136,33 @@ class Intake:
         self.ingest(claims)
         return len(claims)
 
+    def offer_bytes(
+        self,
+        source: str,
+        rel: str,
+        data: bytes,
+        *,
+        provenance: dict[str, Any],
+        base_dir: Path,
+        version: tuple[str, str],
+    ) -> bool:
+        """A task file from a source other than the inbox (e.g. one version of a file in a git
+        commit): a copy is staged, its version claimed (at most once, ever) together with the
+        file's row, then ingested like an inbox file. False when the version was seen before."""
+        file_id = new_id()
+        staged = self.spool.stage_bytes(file_id + "-" + Path(rel).name, data)
+        blob, commit = version
+        recorded = self.store.add_files(
+            [(file_id, "@" + source, rel, staged.name)],
+            provenance_json=json.dumps(provenance),
+            version=("@" + source, rel, blob, commit),
+        )
+        if not recorded:
+            staged.unlink()
+            return False
+        self.ingest([Claim(file_id, rel, staged, "@" + source, provenance, base_dir)])
+        return True
+
     def recheck_pending(self) -> None:
         if self.pending:
             self.offer(list(self.pending))
@@ -114,6 +176,7 @@ class Intake:
             display = f"{claim.folder}/{claim.rel}"
             error = ""
             tasks: list[Any] = []
+            provenance = json.dumps(claim.provenance or {})
             if self.spool.kind(claim.staged) != "regular":
                 error = f"{display}: not a regular file (a link or a special file is never read)"
             else:
@@ -125,13 +188,25 @@ class Intake:
                         unknown_dependency="error",
                         max_bytes=self.service.config.max_file_bytes,
                     )
+                    specs = [
+                        confine(t, claim.base_dir, self.service.config.allowed_roots)
+                        for t in parsed.tasks
+                    ]
                 except TaskFileError as e:
                     error = e.message
+                except ValueError as e:
+                    error = f"{display}: {e}"
                 else:
-                    names.update(t.name for t in parsed.tasks)
-                    tasks = self.service.new_tasks(parsed, source="inbox", source_path=claim.rel)
+                    names.update(t.name for t in specs)
+                    parsed = ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings)
+                    tasks = self.service.new_tasks(
+                        parsed,
+                        source=claim.source,
+                        source_path=claim.rel,
+                        provenance_json=provenance,
+                    )
             folder = "rejected" if error else "queued"
-            name = self.spool.free_name(folder, claim.rel)
+            name = self.spool.free_name(folder, claim.spool_rel)
             entries.append((claim.file_id, tasks, folder, name, error))
             moves.append((claim, folder, name, error))
         try:
@@ -144,7 +219,7 @@ class Intake:
                 return
             claim = claims[0]
             err = str(FieldError(f"{claim.folder}/{claim.rel}", 0, 0, "", str(e)))
-            name = self.spool.free_name("rejected", claim.rel)
+            name = self.spool.free_name("rejected", claim.spool_rel)
             _, events = self.store.ingest([(claim.file_id, [], "rejected", name, err)])
             moves = [(claim, "rejected", name, err)]
         failpoint.reached("recorded")
@@ -195,12 +270,29 @@ class Intake:
     def repair(self) -> None:
         """At start: finish or undo claims a crash interrupted, put every file where its tasks
         stand, and ingest files in queued/ or running/ that the store does not know."""
-        for row in self.store.files(["staging"]):
+        rows = self.store.files(["staging"])
+        for row in rows:
             staged = self.spool.staging / row["name"]
-            if self.spool.exists("staging", row["name"]):
-                self.ingest([Claim(row["id"], row["rel_path"], staged, "inbox")])
-            else:
+            if not self.spool.exists("staging", row["name"]):
                 self.store.drop_files([row["id"]])  # the rename never happened
+                continue
+            source = row["source"]
+            self.ingest(
+                [
+                    Claim(
+                        row["id"],
+                        row["rel_path"],
+                        staged,
+                        source if source.startswith("@") else "inbox",
+                        json.loads(row["provenance_json"]) or None,
+                        self.base_dirs.get(source),
+                    )
+                ]
+            )
+        staged_names = {row["name"] for row in rows}
+        for path in self.spool.staging.iterdir():
+            if path.name not in staged_names and not self.store.file(path.name.split("-", 1)[0]):
+                path.unlink()  # a source's copy staged just before a crash: its row never was
         for row in self.store.files(["queued", "running", "rejected"]):
             staged = self.spool.staging / (row["id"] + "-" + Path(row["rel_path"]).name)
             if os.path.lexists(staged):  # recorded, not yet moved out of staging

@@ -80,6 +80,16 @@ def build_env(
     return env
 
 
+def within(path: Path, roots: tuple[str, ...]) -> bool:
+    """Whether `path` (links resolved) is inside one of `roots`; no roots: anywhere."""
+    if not roots:
+        return True
+    real = os.path.realpath(path)
+    return any(
+        real == r or real.startswith(r.rstrip("/") + "/") for r in map(os.path.realpath, roots)
+    )
+
+
 def working_dir(spec: TaskSpec, config: Config) -> Path:
     return Path(os.path.expanduser(spec.claude.working_dir or config.default_working_dir()))
 
@@ -192,6 +202,8 @@ class Runner:
         cwd = working_dir(spec, self.config)
         if not cwd.is_dir():
             return self._failed(state, f"working_dir {str(cwd)!r} does not exist")
+        if not within(cwd, self.config.allowed_roots):
+            return self._failed(state, f"working_dir {str(cwd)!r} is outside claude.allowed_roots")
         argv = build_argv(spec, self.config, claude, str(uuid.uuid4()))
         env = build_env(spec, execution_id)
         try:

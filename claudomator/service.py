@@ -4,6 +4,7 @@ over it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import json
 import os
@@ -24,6 +25,7 @@ from claudomator.events import Event, Hub
 from claudomator.pool import Pool
 from claudomator.runner import Runner, RunResult, kill_tree, process_started, process_tree
 from claudomator.schedule import Gate, after_execution, dependency_verdict, owner_gone, pool_gate
+from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, MANUAL_RETRY_ONLY, State
 from claudomator.store.db import NewTask, Store
 from claudomator.store.reader import Reader, start_of_today
@@ -55,6 +57,8 @@ class Claudomator:
         self._open_all: set[str] = set()
         self.intake: Intake | None = None  # `serve` only: `run` leaves the folders alone
         self.max_requeues = config.max_requeues
+        self._spent: tuple[float, float, float] | None = None  # (day, spent, when summed)
+        self._spent_dirty = False
 
     def close(self) -> None:
         self.reader.close()
@@ -74,20 +78,18 @@ class Claudomator:
             log.info(event["type"], **{k: v for k, v in event.items() if k != "type"})
             self.hub.publish(event)
             self.pool.wake()
+        if self.intake is not None and files:
+            try:  # folders follow right after, not before, the work (e.g. the spawn) at hand
+                asyncio.get_running_loop().call_soon(self._sync_files, list(files))
+            except RuntimeError:
+                self._sync_files(list(files))
+
+    def _sync_files(self, file_ids: list[str]) -> None:
         if self.intake is not None:
-            for file_id in files:
+            for file_id in file_ids:
                 self.intake.sync(file_id)
 
     # -- intake --------------------------------------------------------------------------------
-
-    def parse(self, path: Path, display_path: str | None = None) -> ParsedFile:
-        return parse_file(
-            path,
-            display_path=display_path,
-            known_name=lambda name: self.store.resolve_name(name) is not None,
-            unknown_dependency="error",
-            max_bytes=self.config.max_file_bytes,
-        )
 
     def submit_files(self, paths: list[Path], *, source: str) -> list[str]:
         """Parse every file first (all valid or nothing is recorded), then record them in order so
@@ -124,6 +126,7 @@ class Claudomator:
         source_path: str = "",
         held: bool = False,
         dispatcher: str = "",
+        provenance_json: str = "{}",
     ) -> list[NewTask]:
         return [
             NewTask(
@@ -138,6 +141,7 @@ class Claudomator:
                 source_path=source_path or parsed.path,
                 held=held,
                 dispatcher=dispatcher,
+                provenance_json=provenance_json,
             )
             for spec in parsed.tasks
         ]
@@ -217,7 +221,8 @@ class Claudomator:
             state = State(self.task(task_id)["state"])
         if state is State.RUNNING:
             if not self.pool.cancel(task_id):
-                self.store.request_cancel(task_id)
+                self.store.request_cancel(task_id)  # its owner stops it within a second
+                self.recover()  # or, if its owner is gone, it ends now (FAILED `interrupted`)
             return self.task(task_id)
         raise TransitionError(
             f"task {task_id} is {state.value}: only PENDING, QUEUED or RUNNING can be cancelled"
@@ -254,27 +259,31 @@ class Claudomator:
         execution_id, event, row = started
         self.publish([event])
         spec = TaskSpec.model_validate_json(row["config_json"])
-        # progress events are written in batches: with the final record, or every quarter second
-        pending: list[tuple[str, str, str, dict[str, Any]]] = []
+        # Progress is written in batches, with the final record or every quarter second, and
+        # coalesced: the latest of each kind per batch (a tool call carries the count so far),
+        # so a chatty execution neither floods the events table nor slows the pool.
+        pending: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
         flushing: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
 
         def flush() -> None:
             flushing.clear()
-            batch = pending[:]
+            batch = list(pending.values())
             pending.clear()
             self.publish(self.store.add_events(batch))
 
         def on_progress(progress: Progress, stream: StreamState) -> None:
             data = {"name": spec.name, **progress.fields}
-            pending.append((f"execution.{progress.kind}", task_id, execution_id, data))
+            if progress.kind == "tool_call":
+                data["tool_calls"] = stream.tool_calls
+            pending[progress.kind] = (f"execution.{progress.kind}", task_id, execution_id, data)
             if not flushing:
                 flushing.append(loop.call_later(0.25, flush))
 
         def record(result: RunResult) -> None:
             for handle in flushing:
                 handle.cancel()
-            self._record(task_id, execution_id, row, result, pending)
+            self._record(task_id, execution_id, row, result, list(pending.values()))
 
         try:
             result = await self.runner.run(
@@ -303,6 +312,13 @@ class Claudomator:
     ) -> None:
         outcome, stream = result.outcome, result.stream
         final = stream.result or {}
+        # what claude said may quote a secret of ours or of the task's env: never record it
+        task_env = json.loads(row["config_json"]).get("claude", {}).get("env") or {}
+
+        def clean(text: str) -> str:
+            return scrub(scrub(text), task_env)
+
+        outcome = dataclasses.replace(outcome, reason=clean(outcome.reason))
         events = self._finish(
             task_id,
             execution_id,
@@ -320,12 +336,13 @@ class Claudomator:
             duration_ms=stream.duration_ms,
             cli_version=stream.cli_version or "",
             model=stream.model or "",
-            result_text=str(final.get("result") or ""),
-            errors_json=json.dumps(final.get("errors") or []),
+            result_text=clean(str(final.get("result") or "")),
+            errors_json=clean(json.dumps(final.get("errors") or [])),
             permission_denials_json=json.dumps(final.get("permission_denials") or []),
             api_error_status=outcome.api_error_status,
             progress=progress,
         )
+        self._spent_dirty = True
         failpoint.reached("finished")
         self.publish(events)
         if events and events[-1]["state"] in FINAL_STATES:
@@ -446,10 +463,20 @@ class Claudomator:
         return pool_gate(
             self.store.pool_state(),
             now=time.time(),
-            spent_today=self.reader.cost_since(start_of_today()),
+            spent_today=self.spent_today(),
             daily_budget=self.config.daily_budget_usd,
             by_hand=by_hand,
         )
+
+    def spent_today(self) -> float:
+        """Today's spend, summed again when an execution ended here, the day changed, or 5 s
+        passed (other processes spend too): the dispatch loop asks four times a second."""
+        day, now = start_of_today(), time.monotonic()
+        cached = self._spent
+        if cached is None or cached[0] != day or now - cached[2] > 5.0 or self._spent_dirty:
+            self._spent_dirty = False
+            self._spent = cached = (day, self.reader.cost_since(day), now)
+        return cached[1]
 
     def _check_cancels(self) -> None:
         for task_id in self.store.cancel_requested(self.pool.running):
@@ -509,6 +536,11 @@ class Claudomator:
         try:
             lock.acquire(f"pid {self.pid} on {self.host}")
             self.intake = intake = Intake(self)
+            sources = None
+            if self.config.sources:
+                from claudomator.sources.git import GitSources
+
+                sources = GitSources(self, intake)  # before repair: it sets intake.base_dirs
             self.recover()
             intake.repair()
             intake.sweep()
@@ -525,6 +557,9 @@ class Claudomator:
             )
             watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
             beside = asyncio.create_task(also(stop), name="serve:also") if also else None
+            gitting = (
+                asyncio.create_task(sources.run(stop), name="sources:git") if sources else None
+            )
             log.info(
                 "serve.started", data_dir=str(self.config.data_dir.root), slots=self.pool.slots
             )
@@ -533,6 +568,8 @@ class Claudomator:
             finally:
                 stop.set()
                 await watching
+                if gitting is not None:
+                    await gitting
                 if beside is not None:
                     await beside
         finally:

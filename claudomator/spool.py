@@ -119,6 +119,14 @@ class Spool:
         finally:
             os.close(fd)
 
+    def stage_bytes(self, name: str, data: bytes) -> Path:
+        """A copy made by claudomator (from a source other than the inbox), staged privately."""
+        path = self.staging / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return path
+
     def claim(self, rel: str, file_id: str, folder: str = "inbox") -> Path | None:
         """Rename `folder/rel` into staging (the rename is the lock); None when it is gone."""
         staged = self.staging / (file_id + "-" + Path(rel).name)

@@ -14,6 +14,7 @@ import math
 import re
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
@@ -80,7 +81,9 @@ class StreamState:
     rate_limit_resets_at: float | None = None  # epoch seconds
     lines: int = 0  # non-blank lines fed
     skipped_lines: int = 0  # non-JSON, not an object, or an unknown type
-    message_ids: set[str] = field(default_factory=set, repr=False)  # counted in the estimate
+    # the last messages counted in the estimate: the CLI writes one message's lines one after
+    # another, so a short window is enough, and memory stays flat however long the run
+    message_ids: deque[str] = field(default_factory=lambda: deque(maxlen=16), repr=False)
 
     @property
     def spent_usd(self) -> float:
@@ -141,7 +144,7 @@ def _on_assistant(state: StreamState, msg: dict[str, Any]) -> Progress | None:
     before = state.estimated_cost_usd
     mid = message.get("id")
     if isinstance(mid, str) and mid not in state.message_ids:
-        state.message_ids.add(mid)
+        state.message_ids.append(mid)
         state.estimated_cost_usd += _estimate(message.get("model"), message.get("usage"))
     cost = {"estimated_cost_usd": round(state.estimated_cost_usd, 6)}
     progress: Progress | None = None

@@ -20,7 +20,11 @@ from claudomator.config import config_template
 
 def cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "claudomator.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+        [sys.executable, "-m", "claudomator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 
@@ -61,7 +65,10 @@ def test_init_is_idempotent_and_never_overwrites(home: Path) -> None:
     assert out.returncode == 0, out.stderr
     config = home / "config.toml"
     assert config.read_text() == config_template()
-    assert oct(config.stat().st_mode & 0o777) == "0o600" and oct(home.stat().st_mode & 0o777) == "0o700"
+    assert (
+        oct(config.stat().st_mode & 0o777) == "0o600"
+        and oct(home.stat().st_mode & 0o777) == "0o700"
+    )
     assert (home / "claudomator.db").is_file()
     for folder in ("inbox", "queued", "running", "done", "rejected", "executions"):
         assert (home / folder).is_dir()
@@ -72,7 +79,9 @@ def test_init_is_idempotent_and_never_overwrites(home: Path) -> None:
 
 def test_validate(tmp_path: Path) -> None:
     good = write(tmp_path / "good.yaml", task("a"))
-    bad = write(tmp_path / "bad.yaml", "name: x\nclaude:\n  instructions: y\n  permission_mode: bogus\n")
+    bad = write(
+        tmp_path / "bad.yaml", "name: x\nclaude:\n  instructions: y\n  permission_mode: bogus\n"
+    )
     dep = write(tmp_path / "dep.yaml", task("b", depends_on="[nothing]"))
     out = cli("validate", str(good), str(dep))
     assert out.returncode == 0, out.stderr
@@ -89,15 +98,28 @@ def test_schema_and_config_print_json(home: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CLAUDOMATOR_MAX_CONCURRENCY", "3")
     out = cli("config", "--json")
     keys = {k["key"]: k for k in json.loads(out.stdout)["keys"]}
-    assert keys["max_concurrency"] == {"key": "max_concurrency", "value": "3", "origin": "env CLAUDOMATOR_MAX_CONCURRENCY"}
-    assert re.search(r"^max_concurrency +  = 3 +# env CLAUDOMATOR_MAX_CONCURRENCY$", cli("config").stdout, re.M)
+    assert keys["max_concurrency"] == {
+        "key": "max_concurrency",
+        "value": "3",
+        "origin": "env CLAUDOMATOR_MAX_CONCURRENCY",
+    }
+    assert re.search(
+        r"^max_concurrency +  = 3 +# env CLAUDOMATOR_MAX_CONCURRENCY$", cli("config").stdout, re.M
+    )
 
 
 def test_read_commands_on_an_empty_data_dir(home: Path) -> None:
     assert json.loads(cli("list", "--json").stdout) == []
     status = json.loads(cli("status", "--json").stdout)
     assert status["counts"]["QUEUED"] == 0 and status["cost_today_usd"] == 0
-    assert status["pool"] == {"paused": False, "reason": "", "until": None, "draining": False, "slots": 4, "busy": 0}
+    assert status["pool"] == {
+        "paused": False,
+        "reason": "",
+        "until": None,
+        "draining": False,
+        "slots": 4,
+        "busy": 0,
+    }
     assert cli("status", "NOPE").returncode == 4
     assert not (home / "claudomator.db").exists()
 
@@ -114,17 +136,35 @@ def test_run_json_list_status_logs(fake_claude: Path, work: Path, tmp_path: Path
     tasks = json.loads(out.stdout)["tasks"]
     assert [t["name"] for t in tasks] == ["build", "test"]
     assert all(t["state"] == "COMPLETED" and t["attempts"] == 1 for t in tasks)
-    for key in ("id", "name", "state", "priority", "tags", "cost_usd", "attempts", "reason", "created_at", "updated_at"):
+    for key in (
+        "id",
+        "name",
+        "state",
+        "priority",
+        "tags",
+        "cost_usd",
+        "attempts",
+        "reason",
+        "created_at",
+        "updated_at",
+    ):
         assert key in tasks[0]
     listed = json.loads(cli("list", "--json", "--tag", "ci").stdout)
     assert [t["name"] for t in listed] == ["test", "build"]
-    assert json.loads(cli("list", "--json", "--state", "completed", "--limit", "1").stdout)[0]["name"] == "test"
+    assert (
+        json.loads(cli("list", "--json", "--state", "completed", "--limit", "1").stdout)[0]["name"]
+        == "test"
+    )
     status = json.loads(cli("status", "--json").stdout)
     assert status["counts"]["COMPLETED"] == 2 and status["cost_today_usd"] > 0.06
     one = json.loads(cli("status", "--json", tasks[0]["id"]).stdout)
     assert one["executions"][0]["cost_usd"] == pytest.approx(0.0600318)
     logs = cli("logs", tasks[0]["id"]).stdout
-    assert "I'll look at the project files first." in logs and "→ Bash: ls" in logs and "[result]" in logs
+    assert (
+        "I'll look at the project files first." in logs
+        and "→ Bash: ls" in logs
+        and "[result]" in logs
+    )
     raw = cli("logs", "--raw", tasks[0]["id"]).stdout
     assert all(json.loads(line) for line in raw.splitlines())
     assert cli("logs", "NOPE").returncode == 4
@@ -134,7 +174,11 @@ def test_run_exit_code_and_progress_lines(fake_claude: Path, work: Path, tmp_pat
     f = write(tmp_path / "f.yaml", task("bad", "fake-scenario: api_error\nfake-status: 401"))
     out = cli("run", str(f))
     assert out.returncode == 1
-    assert "bad  RUNNING" in out.stderr and "bad  FAILED" in out.stderr and "api_error 401" in out.stderr
+    assert (
+        "bad  RUNNING" in out.stderr
+        and "bad  FAILED" in out.stderr
+        and "api_error 401" in out.stderr
+    )
     assert "FAILED" in out.stdout  # the summary table
 
 
@@ -166,21 +210,28 @@ def test_ctrl_c_cancels_cleanly(fake_claude: Path, work: Path, tmp_path: Path) -
     f = write(
         tmp_path / "f.yaml",
         "tasks:\n"
-        f"  - {{name: long, claude: {{instructions: \"fake-scenario: grandchild\\nfake-pidfile: {pidfile}\\nfake-kill-children: 0\\nfake-sleep-s: 60\"}}}}\n"
+        f'  - {{name: long, claude: {{instructions: "fake-scenario: grandchild\\nfake-pidfile: {pidfile}\\nfake-kill-children: 0\\nfake-sleep-s: 60"}}}}\n'
         "  - {name: later, depends_on: [long], claude: {instructions: x}}\n",
     )
     proc = popen("run", str(f))
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
-    states = {t["name"]: (t["state"], t["reason"]) for t in json.loads(cli("list", "--json").stdout)}
+    states = {
+        t["name"]: (t["state"], t["reason"]) for t in json.loads(cli("list", "--json").stdout)
+    }
     assert states["long"][0] == "CANCELLED"
     assert states["later"][0] == "CANCELLED"
-    assert not psutil.pid_exists(int(pidfile.read_text())) or psutil.Process(int(pidfile.read_text())).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(int(pidfile.read_text()))
+        or psutil.Process(int(pidfile.read_text())).status() == psutil.STATUS_ZOMBIE
+    )
 
 
-def test_cancel_from_another_process_ends_the_tree(fake_claude: Path, work: Path, tmp_path: Path) -> None:
+def test_cancel_from_another_process_ends_the_tree(
+    fake_claude: Path, work: Path, tmp_path: Path
+) -> None:
     f = write(tmp_path / "f.yaml", task("long", "fake-scenario: sleep\nfake-sleep-s: 60"))
     proc = popen("run", "--json", str(f))
     running = wait_for(running_task)
@@ -194,7 +245,9 @@ def test_cancel_from_another_process_ends_the_tree(fake_claude: Path, work: Path
     assert cli("cancel", running["id"]).returncode == 1  # already final: refused, says why
 
 
-def test_kill_9_then_next_run_marks_interrupted(fake_claude: Path, work: Path, tmp_path: Path) -> None:
+def test_kill_9_then_next_run_marks_interrupted(
+    fake_claude: Path, work: Path, tmp_path: Path
+) -> None:
     f = write(tmp_path / "f.yaml", task("victim", "fake-scenario: sleep\nfake-sleep-s: 60"))
     proc = popen("run", str(f))
     victim = wait_for(running_task)
@@ -210,7 +263,9 @@ def test_kill_9_then_next_run_marks_interrupted(fake_claude: Path, work: Path, t
     after = json.loads(cli("status", "--json", victim["id"]).stdout)
     assert after["state"] == "FAILED" and after["reason"] == "interrupted"
     assert len(after["executions"]) == 1  # never started again
-    wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10)
+    wait_for(
+        lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10
+    )
 
 
 def test_retry_by_hand(fake_claude: Path, work: Path, tmp_path: Path) -> None:
@@ -232,3 +287,17 @@ def test_pause_resume_drain_show_in_status(home: Path) -> None:
     assert cli("drain").returncode == 0
     pool = json.loads(cli("status", "--json").stdout)["pool"]
     assert pool["paused"] is True and pool["draining"] is True and pool["reason"] == "draining"
+
+
+def test_logs_follow_prints_while_running_and_ends_with_the_execution(
+    fake_claude: Path, work: Path, tmp_path: Path
+) -> None:
+    f = write(tmp_path / "f.yaml", task("slowish", "fake-scenario: sleep\nfake-sleep-s: 2"))
+    proc = popen("run", str(f))
+    running = wait_for(running_task)
+    follow = popen("logs", "-f", running["id"])
+    out, err = follow.communicate(timeout=30)
+    proc.communicate(timeout=30)
+    assert follow.returncode == 0, err
+    assert out.splitlines()[0].startswith("[init] model claude-sonnet-5, cli 2.1.197")
+    assert "[result] success" in out  # written after `logs -f` started: it followed

@@ -16,7 +16,6 @@ import pytest
 from claudomator.config import Config, load_config
 from claudomator.runner import EXECUTION_ENV, Runner, build_argv, build_env
 from claudomator.service import Claudomator
-from claudomator.state import State
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 
@@ -70,7 +69,11 @@ def service(fake_claude: Path, home: Path, tmp_path: Path) -> Claudomator:
     work = tmp_path / "work"
     work.mkdir()
     config = load_config(
-        flags={"claude.working_dir": str(work), "runner.interrupt_grace": "2s", "runner.terminate_grace": "1s"}
+        flags={
+            "claude.working_dir": str(work),
+            "runner.interrupt_grace": "2s",
+            "runner.terminate_grace": "1s",
+        }
     )
     svc = Claudomator(config)
     yield svc  # type: ignore[misc]
@@ -79,7 +82,9 @@ def service(fake_claude: Path, home: Path, tmp_path: Path) -> Claudomator:
 
 def run(service: Claudomator, *specs: TaskSpec) -> list[dict[str, Any]]:
     ids = service.submit(
-        ParsedFile("t.yaml", list(specs), len(specs) > 1, []), source="test", dispatcher=service.identity
+        ParsedFile("t.yaml", list(specs), len(specs) > 1, []),
+        source="test",
+        dispatcher=service.identity,
     )
     asyncio.run(asyncio.wait_for(service.run_tasks(ids), 60))
     return [service.task(i) for i in ids]
@@ -91,11 +96,18 @@ def scenario(name: str, **params: Any) -> str:
 
 
 def test_success_records_cost_tokens_session_and_logs(service: Claudomator) -> None:
-    (task,) = run(service, spec(claude={"instructions": scenario("success"), "permission_mode": "acceptEdits"}))
+    (task,) = run(
+        service,
+        spec(claude={"instructions": scenario("success"), "permission_mode": "acceptEdits"}),
+    )
     assert task["state"] == "COMPLETED" and task["reason"] == ""
     (ex,) = task["executions"]
-    assert ex["cost_usd"] == pytest.approx(0.0600318) and task["cost_usd"] == pytest.approx(0.0600318)
-    assert ex["num_turns"] == 3 and ex["cli_version"] == "2.1.197" and ex["model"] == "claude-sonnet-5"
+    assert ex["cost_usd"] == pytest.approx(0.0600318) and task["cost_usd"] == pytest.approx(
+        0.0600318
+    )
+    assert (
+        ex["num_turns"] == 3 and ex["cli_version"] == "2.1.197" and ex["model"] == "claude-sonnet-5"
+    )
     assert ex["tokens"]["output"] > 0 and ex["tokens"]["cache_read"] > 0
     assert ex["session_id"] and ex["result"]
     stdout = Path(ex["stdout_path"]).read_bytes()
@@ -108,26 +120,40 @@ def test_success_records_cost_tokens_session_and_logs(service: Claudomator) -> N
     ("instructions", "claude", "state", "reason"),
     [
         (scenario("error_max_turns"), {"max_turns": 2}, "FAILED", "error_max_turns"),
-        (scenario("error_max_budget_usd"), {"max_budget_usd": 0.05}, "BUDGET_EXCEEDED", "budget $0.05"),
+        (
+            scenario("error_max_budget_usd"),
+            {"max_budget_usd": 0.05},
+            "BUDGET_EXCEEDED",
+            "budget $0.05",
+        ),
         (scenario("success", cost=2.5), {"max_budget_usd": 1.0}, "BUDGET_EXCEEDED", "budget $1.00"),
         (scenario("error_during_execution"), {}, "FAILED", "error_during_execution"),
         (scenario("api_error", status=401), {}, "FAILED", "api_error 401"),
         (scenario("api_error", status=402), {}, "FAILED", "api_error 402"),
         (scenario("api_error", status="null"), {}, "FAILED", "unreachable"),
         (scenario("no_result", message="boom: it broke"), {}, "FAILED", "boom: it broke"),
-        (scenario("usage_error", message="error: unknown option '--x'"), {}, "FAILED", "unknown option"),
+        (
+            scenario("usage_error", message="error: unknown option '--x'"),
+            {},
+            "FAILED",
+            "unknown option",
+        ),
         (scenario("garbage"), {"permission_mode": "acceptEdits"}, "COMPLETED", ""),
         (scenario("huge_line", mb=8), {}, "COMPLETED", ""),
     ],
 )
-def test_endings(service: Claudomator, instructions: str, claude: dict[str, Any], state: str, reason: str) -> None:
+def test_endings(
+    service: Claudomator, instructions: str, claude: dict[str, Any], state: str, reason: str
+) -> None:
     (task,) = run(service, spec(claude={"instructions": instructions, **claude}))
     assert task["state"] == state, task["reason"]
     assert reason in task["reason"]
     assert task["executions"][0]["state"] == state
 
 
-def test_rate_limit_requeues_without_an_attempt_then_fails_when_capped(service: Claudomator) -> None:
+def test_rate_limit_requeues_without_an_attempt_then_fails_when_capped(
+    service: Claudomator,
+) -> None:
     service.max_requeues = 0
     (task,) = run(service, spec(claude={"instructions": scenario("api_error", status=429)}))
     assert task["state"] == "FAILED" and "429" in task["reason"] and task["attempts"] == 1
@@ -136,7 +162,12 @@ def test_rate_limit_requeues_without_an_attempt_then_fails_when_capped(service: 
 def test_rate_limit_pauses_the_pool_and_requeues(service: Claudomator) -> None:
     resets = int(time.time()) + 3600
     ids = service.submit(
-        ParsedFile("t.yaml", [spec(claude={"instructions": scenario("rate_limit", resets_at=resets)})], False, []),
+        ParsedFile(
+            "t.yaml",
+            [spec(claude={"instructions": scenario("rate_limit", resets_at=resets)})],
+            False,
+            [],
+        ),
         source="test",
         dispatcher=service.identity,
     )
@@ -152,7 +183,10 @@ def test_rate_limit_pauses_the_pool_and_requeues(service: Claudomator) -> None:
 
     asyncio.run(asyncio.wait_for(go(), 30))
     task = service.task(ids[0])
-    assert task["executions"][0]["state"] == "FAILED" and task["executions"][0]["api_error_status"] == 429
+    assert (
+        task["executions"][0]["state"] == "FAILED"
+        and task["executions"][0]["api_error_status"] == 429
+    )
     assert task["attempts"] == 0 and task["requeues"] == 1
     pool = service.store.pool_state()
     assert pool["rate_limited_until"] == resets
@@ -163,7 +197,10 @@ def test_rate_limit_pauses_the_pool_and_requeues(service: Claudomator) -> None:
 def test_retry_policy_runs_again_after_backoff(service: Claudomator) -> None:
     (task,) = run(
         service,
-        spec(claude={"instructions": scenario("api_error", status=500)}, retry={"max_attempts": 2, "backoff": "100ms"}),
+        spec(
+            claude={"instructions": scenario("api_error", status=500)},
+            retry={"max_attempts": 2, "backoff": "100ms"},
+        ),
     )
     assert task["state"] == "FAILED" and task["attempts"] == 2
     assert [e["state"] for e in task["executions"]] == ["FAILED", "FAILED"]
@@ -180,13 +217,28 @@ def test_missing_binary_and_working_dir_fail_cleanly(service: Claudomator, tmp_p
 def test_depends_on_order_and_cancel_on_failure(service: Claudomator) -> None:
     tasks = run(
         service,
-        TaskSpec.model_validate({"name": "a", "claude": {"instructions": scenario("tools", turns=1)}}),
-        TaskSpec.model_validate({"name": "b", "depends_on": ["a"], "claude": {"instructions": scenario("api_error", status=401)}}),
-        TaskSpec.model_validate({"name": "c", "depends_on": ["b"], "claude": {"instructions": "x"}}),
-        TaskSpec.model_validate({"name": "d", "depends_on": ["c"], "claude": {"instructions": "x"}}),
+        TaskSpec.model_validate(
+            {"name": "a", "claude": {"instructions": scenario("tools", turns=1)}}
+        ),
+        TaskSpec.model_validate(
+            {
+                "name": "b",
+                "depends_on": ["a"],
+                "claude": {"instructions": scenario("api_error", status=401)},
+            }
+        ),
+        TaskSpec.model_validate(
+            {"name": "c", "depends_on": ["b"], "claude": {"instructions": "x"}}
+        ),
+        TaskSpec.model_validate(
+            {"name": "d", "depends_on": ["c"], "claude": {"instructions": "x"}}
+        ),
     )
     assert [t["state"] for t in tasks] == ["COMPLETED", "FAILED", "CANCELLED", "CANCELLED"]
-    assert tasks[2]["reason"] == "dependency b FAILED" and tasks[3]["reason"] == "dependency c CANCELLED"
+    assert (
+        tasks[2]["reason"] == "dependency b FAILED"
+        and tasks[3]["reason"] == "dependency c CANCELLED"
+    )
     a_end = tasks[0]["executions"][0]["finished_at"]
     assert tasks[1]["executions"][0]["started_at"] >= a_end
 
@@ -199,21 +251,28 @@ def alive(pid: int) -> bool:
 
 
 def test_timeout_interrupts_and_keeps_the_cost(service: Claudomator) -> None:
-    (task,) = run(service, spec(timeout="1s", claude={"instructions": scenario("sleep", sleep_s=30, cost=0.02)}))
+    (task,) = run(
+        service,
+        spec(timeout="1s", claude={"instructions": scenario("sleep", sleep_s=30, cost=0.02)}),
+    )
     assert task["state"] == "TIMED_OUT" and task["reason"] == "timeout"
     ex = task["executions"][0]
     assert ex["cost_usd"] == pytest.approx(0.02)
     assert b"aborted_streaming" in Path(ex["stdout_path"]).read_bytes()
 
 
-def test_timeout_escalates_to_sigkill_of_the_whole_tree(service: Claudomator, tmp_path: Path) -> None:
+def test_timeout_escalates_to_sigkill_of_the_whole_tree(
+    service: Claudomator, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "child.pid"
     t0 = time.monotonic()
     (task,) = run(
         service,
         spec(
             timeout="1s",
-            claude={"instructions": scenario("grandchild", pidfile=pidfile, kill_children=0, sleep_s=60)},
+            claude={
+                "instructions": scenario("grandchild", pidfile=pidfile, kill_children=0, sleep_s=60)
+            },
         ),
     )
     assert task["state"] == "TIMED_OUT"
@@ -224,14 +283,18 @@ def test_timeout_escalates_to_sigkill_of_the_whole_tree(service: Claudomator, tm
 
 def test_ignoring_sigint_and_sigterm_still_ends(service: Claudomator) -> None:
     t0 = time.monotonic()
-    (task,) = run(service, spec(timeout="1s", claude={"instructions": scenario("ignore_sigterm", sleep_s=60)}))
+    (task,) = run(
+        service, spec(timeout="1s", claude={"instructions": scenario("ignore_sigterm", sleep_s=60)})
+    )
     assert task["state"] == "TIMED_OUT"
     assert time.monotonic() - t0 < 10  # 1 s + 2 s SIGINT grace + 1 s SIGTERM grace + slack
     (ex,) = task["executions"]
     assert ex["exit_code"] == -9
 
 
-def test_environment_passes_through_and_task_env_wins(service: Claudomator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_passes_through_and_task_env_wins(
+    service: Claudomator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("CLAUDECODE", "1")
     monkeypatch.setenv("MY_FLAG", "ours")
@@ -246,14 +309,18 @@ def test_environment_passes_through_and_task_env_wins(service: Claudomator, monk
     assert echoed["cwd"] == str(service.config.claude_working_dir)
 
 
-def test_secrets_never_reach_reasons_or_the_database(service: Claudomator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_never_reach_reasons_or_the_database(
+    service: Claudomator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "sk-ant-very-secret-value"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("FAKE_CLAUDE_MESSAGE", f"bad key {secret}")  # claude prints it on stderr
     service.runner = Runner(service.config)  # as if claudomator had started with this environment
     (task,) = run(
         service,
-        spec(claude={"instructions": scenario("no_result"), "env": {"GH_TOKEN": "ghp_task_secret"}}),
+        spec(
+            claude={"instructions": scenario("no_result"), "env": {"GH_TOKEN": "ghp_task_secret"}}
+        ),
     )
     assert "***" in task["reason"] and secret not in task["reason"]
     assert task["spec"]["claude"]["env"] == {"GH_TOKEN": "***"}
@@ -273,7 +340,9 @@ def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: 
     svc = Claudomator(config)
     first = spec(claude={"instructions": scenario("success", cost=0.06)})
     second = TaskSpec.model_validate({"name": "second", "claude": {"instructions": "x"}})
-    ids = svc.submit(ParsedFile("t.yaml", [first, second], True, []), source="t", dispatcher=svc.identity)
+    ids = svc.submit(
+        ParsedFile("t.yaml", [first, second], True, []), source="t", dispatcher=svc.identity
+    )
     sub = svc.hub.subscribe()
 
     async def go() -> dict[str, Any]:
@@ -289,3 +358,19 @@ def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: 
     assert [svc.task(i)["state"] for i in ids] == ["COMPLETED", "CANCELLED"]
     assert svc.task(ids[1])["executions"] == []
     svc.close()
+
+
+def test_task_env_secrets_are_masked_in_what_claude_says(service: Claudomator) -> None:
+    (task,) = run(
+        service,
+        spec(
+            claude={
+                "instructions": scenario("echo_env", vars="GH_TOKEN,PLAIN"),
+                "env": {"GH_TOKEN": "ghp_task_secret_1", "PLAIN": "visible-value"},
+            }
+        ),
+    )
+    result = task["executions"][0]["result"]
+    assert "ghp_task_secret_1" not in result and "***" in result and "visible-value" in result
+    events = list(service.reader.events_after(0))
+    assert all(e["execution_id"] for e in events if e["type"] in ("task.started", "task.finished"))

@@ -33,7 +33,11 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         if ready:
-            wait_for(lambda: b"serve.started" in self.log_path.read_bytes() or self.proc.poll() is not None)
+            wait_for(
+                lambda: (
+                    b"serve.started" in self.log_path.read_bytes() or self.proc.poll() is not None
+                )
+            )
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -122,13 +126,21 @@ def test_files_move_through_the_folders(server: Server) -> None:
     (server.home / "inbox" / ".draft.yaml").write_text("left alone")
     wait_for(lambda: len(server.files()["done"]) == 4)
     files = server.files()
-    assert files["done"] == ["batch.yml", "batch.yml.result.json", "team/a.yaml", "team/a.yaml.result.json"]
+    assert files["done"] == [
+        "batch.yml",
+        "batch.yml.result.json",
+        "team/a.yaml",
+        "team/a.yaml.result.json",
+    ]
     assert files["rejected"] == ["b.yaml", "b.yaml.error"]
     assert "claude.bogus_key: unknown field" in (server.home / "rejected/b.yaml.error").read_text()
     assert files["inbox"] == [".draft.yaml", "notes.txt"]
     assert files["queued"] == files["running"] == files[".staging"] == []
     result = json.loads((server.home / "done/batch.yml.result.json").read_text())
-    assert [(t["name"], t["state"]) for t in result["tasks"]] == [("one", "COMPLETED"), ("two", "COMPLETED")]
+    assert [(t["name"], t["state"]) for t in result["tasks"]] == [
+        ("one", "COMPLETED"),
+        ("two", "COMPLETED"),
+    ]
     assert result["tasks"][0]["executions"][0]["stdout_log"].endswith("stdout.log")
     assert server.stop() == 0
 
@@ -160,19 +172,39 @@ def test_sigterm_lets_running_finish_then_second_signal_cancels(server: Server) 
 
 def test_pause_holds_new_work_until_resume(server: Server) -> None:
     server.start()
-    subprocess.run([sys.executable, "-m", "claudomator.cli", "pause"], env=server.env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "pause"],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
     server.drop("a.yaml", task("a", turns=1))
     wait_for(lambda: server.files()["queued"])
     time.sleep(0.6)
     assert server.tasks()[0]["state"] == "QUEUED"
-    subprocess.run([sys.executable, "-m", "claudomator.cli", "resume"], env=server.env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "resume"],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
     wait_for(lambda: server.tasks()[0]["state"] == "COMPLETED")
     server.stop()
 
 
 def test_deleting_a_queued_file_cancels_it(server: Server) -> None:
-    subprocess.run([sys.executable, "-m", "claudomator.cli", "init"], env=server.env, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "claudomator.cli", "pause"], env=server.env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "init"],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "pause"],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
     server.start()
     server.drop("a.yaml", task("a"))
     wait_for(lambda: server.files()["queued"] == ["a.yaml"])
@@ -188,7 +220,11 @@ def executions_started(server: Server) -> int:
 
 @pytest.mark.parametrize("point", ["claimed", "recorded", "spawned", "running", "finished"])
 def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
-    scenario = task("victim", "sleep", sleep_s=1) if point != "running" else task("victim", "sleep", sleep_s=60)
+    scenario = (
+        task("victim", "sleep", sleep_s=1)
+        if point != "running"
+        else task("victim", "sleep", sleep_s=60)
+    )
     if point == "running":
         server.start()
         server.drop("victim.yaml", scenario)
@@ -202,7 +238,13 @@ def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
         server.log.close()
     started_before = executions_started(server)
     server.start()
-    wait_for(lambda: server.tasks() and all(t["state"] not in ("QUEUED", "RUNNING", "PENDING") for t in server.tasks()), 30)
+    wait_for(
+        lambda: (
+            server.tasks()
+            and all(t["state"] not in ("QUEUED", "RUNNING", "PENDING") for t in server.tasks())
+        ),
+        30,
+    )
     files = server.files()
     assert server.stop() == 0
     tasks = server.tasks()
@@ -224,4 +266,6 @@ def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
     assert t["attempts"] == 1
     with sqlite3.connect(server.home / "claudomator.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("SELECT COUNT(*) FROM executions WHERE state = 'RUNNING'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT COUNT(*) FROM executions WHERE state = 'RUNNING'"
+        ).fetchone() == (0,)

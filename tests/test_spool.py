@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from claudomator.config import load_config
-from claudomator.intake import Intake, desired_folder
+from claudomator.intake import Intake, confine, desired_folder
 from claudomator.service import Claudomator
 from claudomator.spool import Spool, is_task_file_name, is_watched_path, with_suffix_number
 from claudomator.state import State
+from claudomator.task import TaskSpec
 
 S = State
 
@@ -225,3 +226,63 @@ def test_result_file_when_all_final(service: Claudomator) -> None:
     result = json.loads((root / "done/a.yaml.result.json").read_text())
     assert result["file"] == "a.yaml"
     assert result["tasks"][0]["state"] == "CANCELLED" and result["tasks"][0]["cost_usd"] == 0
+
+
+def spec_with(wd: str | None) -> TaskSpec:
+    claude: dict[str, object] = {"instructions": "x"}
+    if wd is not None:
+        claude["working_dir"] = wd
+    return TaskSpec.model_validate({"name": "t", "claude": claude})
+
+
+def test_confine_in_a_checkout(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "escape").symlink_to(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    real = os.path.realpath
+    assert confine(spec_with(None), repo, ()).claude.working_dir == real(repo)
+    assert confine(spec_with("sub"), repo, ()).claude.working_dir == real(repo / "sub")
+    assert confine(spec_with(str(other)), repo, (str(other),)).claude.working_dir == real(other)
+    for bad in ("..", "sub/../..", "escape", str(other), "/etc"):
+        with pytest.raises(ValueError, match="outside the checkout or allowed_roots"):
+            confine(spec_with(bad), repo, ())
+
+
+def test_confine_elsewhere_only_with_allowed_roots(tmp_path: Path) -> None:
+    inside = tmp_path / "ok"
+    inside.mkdir()
+    assert confine(spec_with("/etc"), None, ()).claude.working_dir == "/etc"  # no roots: no limit
+    assert confine(spec_with(str(inside)), None, (str(tmp_path),)).claude.working_dir == str(inside)
+    with pytest.raises(ValueError, match="outside allowed_roots"):
+        confine(spec_with("/etc"), None, (str(tmp_path),))
+
+
+def test_a_source_copy_runs_once_per_version(service: Claudomator, tmp_path: Path) -> None:
+    intake = service.intake
+    assert intake is not None
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    data = TASK.format(name="from-git").encode()
+    prov = {"commit": "c1", "author": "a@example.com", "path": "tasks/a.yaml"}
+    assert intake.offer_bytes(
+        "team", "tasks/a.yaml", data, provenance=prov, base_dir=repo, version=("b1", "c1")
+    )
+    assert not intake.offer_bytes(
+        "team", "tasks/a.yaml", data, provenance=prov, base_dir=repo, version=("b1", "c2")
+    )
+    (task,) = service.reader.list_tasks()
+    full = service.task(task["id"])
+    assert full["source"] == "@team" and full["source_path"] == "tasks/a.yaml"
+    assert full["provenance"] == prov
+    assert full["spec"]["claude"]["working_dir"] == os.path.realpath(repo)
+    root = service.config.data_dir.root
+    assert (root / "queued/@team/tasks/a.yaml").read_bytes() == data
+    bad = b"name: x\nclaude: {instructions: y, working_dir: ../..}\n"
+    assert intake.offer_bytes(
+        "team", "tasks/b.yaml", bad, provenance=prov, base_dir=repo, version=("b2", "c1")
+    )
+    error = (root / "rejected/@team/tasks/b.yaml.error").read_text()
+    assert error.startswith("@team/tasks/b.yaml: claude.working_dir: '../..' resolves to")
+    assert list((root / ".staging").iterdir()) == []

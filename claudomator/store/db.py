@@ -24,7 +24,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -42,7 +41,9 @@ from claudomator.store.schema import (
     EventRow,
     ExecutionRow,
     FileRow,
+    GitVersionRow,
     MetaRow,
+    SourceRow,
     TaskRow,
 )
 
@@ -52,6 +53,8 @@ EVENTS: Table = SQLModel.metadata.tables[EventRow.__tablename__]
 META: Table = SQLModel.metadata.tables[MetaRow.__tablename__]
 FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
 DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
+GIT_VERSIONS: Table = SQLModel.metadata.tables[GitVersionRow.__tablename__]
+SOURCES: Table = SQLModel.metadata.tables[SourceRow.__tablename__]
 
 Event = dict[str, Any]
 
@@ -82,6 +85,7 @@ class NewTask:
     source_path: str
     held: bool = False  # PENDING until `run`
     dispatcher: str = ""
+    provenance_json: str = "{}"
 
 
 class Store:
@@ -114,7 +118,17 @@ class Store:
             }
             if "tasks" not in tables:
                 SQLModel.metadata.create_all(
-                    conn, tables=[TASKS, EXECUTIONS, EVENTS, META, FILES, DEPENDENCIES]
+                    conn,
+                    tables=[
+                        TASKS,
+                        EXECUTIONS,
+                        EVENTS,
+                        META,
+                        FILES,
+                        DEPENDENCIES,
+                        GIT_VERSIONS,
+                        SOURCES,
+                    ],
                 )
                 conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
@@ -179,6 +193,7 @@ class Store:
         reason: str,
         values: dict[str, Any],
         bump_attempts: bool = False,
+        execution_id: str = "",
     ) -> Event | None:
         allowed = [s.value for s in expect if valid_transition(s, to)]
         if not allowed:
@@ -198,6 +213,7 @@ class Store:
             conn,
             event_type(to),
             task_id,
+            execution_id,
             name=row.name,
             state=to.value,
             reason=reason,
@@ -253,26 +269,28 @@ class Store:
             )
             state = State.PENDING if task.held or waiting else State.QUEUED
             conn.execute(
-                insert(TASKS).values(
-                    id=task_id,
-                    name=task.name,
-                    state=state.value,
-                    priority=task.priority,
-                    priority_rank=task.priority_rank,
-                    held=task.held,
-                    config_json=task.spec_json,
-                    retry_json=task.retry_json,
-                    tags_json=json.dumps(task.tags),
-                    depends_on_json=json.dumps(task.depends_on),
-                    depends_on_ids_json=json.dumps(dep_ids),
-                    source=task.source,
-                    source_path=task.source_path,
-                    file_id=file_id,
-                    dispatcher=task.dispatcher,
-                    sort_key=now + task.priority_rank * self.aging_s,
-                    created_at=now,
-                    updated_at=now,
-                )
+                _INSERT_TASK,
+                {
+                    "id": task_id,
+                    "name": task.name,
+                    "state": state.value,
+                    "priority": task.priority,
+                    "priority_rank": task.priority_rank,
+                    "held": task.held,
+                    "config_json": task.spec_json,
+                    "retry_json": task.retry_json,
+                    "tags_json": json.dumps(task.tags),
+                    "depends_on_json": json.dumps(task.depends_on),
+                    "depends_on_ids_json": json.dumps(dep_ids),
+                    "source": task.source,
+                    "source_path": task.source_path,
+                    "provenance_json": task.provenance_json,
+                    "file_id": file_id,
+                    "dispatcher": task.dispatcher,
+                    "sort_key": now + task.priority_rank * self.aging_s,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             if dep_ids:
                 conn.execute(
@@ -294,20 +312,46 @@ class Store:
 
     # -- spool files ---------------------------------------------------------------------------
 
-    def add_files(self, files: Sequence[tuple[str, str, str, str]]) -> None:
-        """Record claims about to happen: (file id, source, relative path, staged name)."""
+    def add_files(
+        self,
+        files: Sequence[tuple[str, str, str, str]],
+        *,
+        provenance_json: str = "{}",
+        version: tuple[str, str, str, str] | None = None,
+    ) -> bool:
+        """Record claims about to happen: (file id, source, relative path, staged name). With
+        `version` (source, path, blob, commit) — a git source's copy — the version is claimed in
+        the same transaction: False, and nothing recorded, when it was ever claimed before."""
         if not files:
-            return
+            return True
         now = time.time()
         with self.engine.begin() as conn:
+            if version is not None:
+                source, path, blob, commit = version
+                seen = conn.execute(
+                    select(GIT_VERSIONS.c.blob).where(
+                        GIT_VERSIONS.c.source == source,
+                        GIT_VERSIONS.c.path == path,
+                        GIT_VERSIONS.c.blob == blob,
+                    )
+                ).first()
+                if seen is not None:
+                    return False
+                conn.execute(
+                    insert(GIT_VERSIONS).values(
+                        source=source, path=path, blob=blob, commit=commit,
+                        file_id=files[0][0], created_at=now,
+                    )
+                )  # fmt: skip
             conn.execute(
                 insert(FILES),
                 [
                     {"id": i, "source": s, "rel_path": r, "folder": "staging", "name": n,
-                     "created_at": now, "updated_at": now}
+                     "provenance_json": provenance_json, "created_at": now, "updated_at": now}
                     for i, s, r, n in files
                 ],
             )  # fmt: skip
+        return True
 
     def drop_files(self, file_ids: Sequence[str]) -> None:
         """Forget claims that did not happen (the file was gone)."""
@@ -330,9 +374,14 @@ class Store:
                     out[file_id] = ids
                     events += evs
                 conn.execute(
-                    update(FILES)
-                    .where(FILES.c.id == file_id)
-                    .values(folder=folder, name=name, error=error, updated_at=now)
+                    _PLACE_FILE,
+                    {
+                        "p_id": file_id,
+                        "folder": folder,
+                        "name": name,
+                        "error": error,
+                        "updated_at": now,
+                    },
                 )
         return out, events
 
@@ -376,6 +425,56 @@ class Store:
             for t in tasks:
                 t["executions"] = by_task[t["id"]]
             return tasks
+
+    # -- sources ---------------------------------------------------------------------------------
+
+    def source_state(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def set_source_state(self, name: str, kind: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            now = time.time()
+            updated = conn.execute(
+                update(SOURCES).where(SOURCES.c.name == name).values(updated_at=now, **values)
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(SOURCES).values(name=name, kind=kind, updated_at=now, **values))
+
+    def sources(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r) for r in conn.execute(select(SOURCES).order_by(SOURCES.c.name)).mappings()
+            ]
+
+    def file_by_name(
+        self, source: str, rel_path: str, folders: Iterable[str]
+    ) -> dict[str, Any] | None:
+        """The newest spool file of `source` found at `rel_path` and now in one of `folders`."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(FILES)
+                    .where(
+                        FILES.c.source == source,
+                        FILES.c.rel_path == rel_path,
+                        FILES.c.folder.in_(list(folders)),
+                    )
+                    .order_by(FILES.c.id.desc())
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def set_source_path(self, file_id: str, source_path: str) -> None:
+        """A renamed task file: its tasks and file row follow the new path."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(TASKS).where(TASKS.c.file_id == file_id).values(source_path=source_path)
+            )
+            conn.execute(update(FILES).where(FILES.c.id == file_id).values(rel_path=source_path))
 
     # -- pool state (stored: every process sees it, and a restart keeps it) ---------------------
 
@@ -494,7 +593,16 @@ class Store:
         or None if it lost the race."""
         execution_id = new_id()
         with self.engine.begin() as conn:
-            ev = self._cas(conn, task_id, State.RUNNING, [State.QUEUED], "", {}, bump_attempts=True)
+            ev = self._cas(
+                conn,
+                task_id,
+                State.RUNNING,
+                [State.QUEUED],
+                "",
+                {},
+                bump_attempts=True,
+                execution_id=execution_id,
+            )
             if ev is None:
                 return None
             row = conn.execute(_TASK_FOR_EXECUTION, {"p_id": task_id}).one()
@@ -512,7 +620,6 @@ class Store:
                     **values,
                 },
             )
-            ev["execution_id"] = execution_id
             return execution_id, ev, dict(row._mapping)
 
     def add_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
@@ -556,16 +663,22 @@ class Store:
                 return events
             first = task_state or state
             ev = self._cas(
-                conn, task_id, first, [State.RUNNING], task_reason or reason, task_values or {}
+                conn,
+                task_id,
+                first,
+                [State.RUNNING],
+                task_reason or reason,
+                task_values or {},
+                execution_id=execution_id,
             )
             if ev is not None:
                 events.append(ev)
                 if then is not None and (
-                    nxt := self._cas(conn, task_id, then[0], [first], *then[1:])
+                    nxt := self._cas(
+                        conn, task_id, then[0], [first], *then[1:], execution_id=execution_id
+                    )
                 ):
                     events.append(nxt)
-            for ev in events:
-                ev["execution_id"] = execution_id
             return events
 
     def request_cancel(self, task_id: str) -> bool:
@@ -607,14 +720,10 @@ class Store:
             ).mappings()
             return [dict(r) for r in rows]
 
-    def add_event(
-        self, type_: str, task_id: str = "", execution_id: str = "", **data: Any
-    ) -> Event:
-        with self.engine.begin() as conn:
-            return self._event(conn, type_, task_id, execution_id, **data)
-
 
 _INSERT_EVENT = insert(EVENTS)
+_INSERT_TASK = insert(TASKS)
+_PLACE_FILE = update(FILES).where(FILES.c.id == bindparam("p_id"))
 _INSERT_EXECUTION = insert(EXECUTIONS)
 _TASK_COST = select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
     EXECUTIONS.c.task_id == bindparam("p_id")
@@ -678,4 +787,4 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-__all__ = ["Event", "NewTask", "Store", "event_type", "text"]
+__all__ = ["Event", "NewTask", "Store", "event_type"]

@@ -18,7 +18,8 @@ class RowLike(Protocol):
 
 TASK_COLUMNS = (
     "id, name, state, reason, priority, attempts, requeues, held, config_json, retry_json, "
-    "tags_json, depends_on_json, depends_on_ids_json, source, source_path, not_before, "
+    "tags_json, depends_on_json, depends_on_ids_json, source, source_path, provenance_json, "
+    "not_before, "
     "created_at, updated_at"
 )
 EXECUTION_COLUMNS = (
@@ -60,6 +61,7 @@ def task_json(row: RowLike, cost_usd: float = 0.0, *, full: bool = False) -> dic
         data["held"] = bool(row["held"])
         data["depends_on_ids"] = json.loads(row["depends_on_ids_json"])
         data["not_before"] = iso(row["not_before"])
+        data["provenance"] = json.loads(row["provenance_json"]) or None
     return data
 
 

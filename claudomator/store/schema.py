@@ -32,6 +32,8 @@ class TaskRow(SQLModel, table=True):
     depends_on_ids_json: str = "[]"  # resolved task ids
     source: str = ""  # "run FILE", "inbox", "api", "git:<name>"
     source_path: str = ""  # the task file as given
+    # where a git task came from: {"commit", "author", "committed_at", "path", "blob"}
+    provenance_json: str = "{}"
     file_id: str = Field(default="", index=True)  # the spool file it came from, if any
     not_before: float = 0.0  # epoch seconds: retry back-off
     # when it was queued + rank * aging: a waiting task rises one priority level per aging interval
@@ -43,6 +45,8 @@ class TaskRow(SQLModel, table=True):
 
 class ExecutionRow(SQLModel, table=True):
     __tablename__ = "executions"
+    # today's spend (the daily budget) without a scan: a covering index
+    __table_args__ = (Index("ix_executions_spend", "started_at", "cost_usd"),)
 
     id: str = Field(primary_key=True)
     task_id: str = Field(foreign_key="tasks.id", index=True)
@@ -97,7 +101,33 @@ class FileRow(SQLModel, table=True):
     folder: str  # staging | queued | running | done | rejected | deleted
     name: str = ""  # its path relative to `folder`
     error: str = ""
+    provenance_json: str = "{}"  # a git source's copy: commit, author, time, path, blob
     created_at: float
+    updated_at: float
+
+
+class GitVersionRow(SQLModel, table=True):
+    """Each version of a task file in a git source, ingested at most once, ever."""
+
+    __tablename__ = "git_versions"
+
+    source: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    blob: str = Field(primary_key=True)
+    commit: str
+    file_id: str = ""
+    created_at: float
+
+
+class SourceRow(SQLModel, table=True):
+    """A task source's progress: the last commit of its branch that was ingested."""
+
+    __tablename__ = "sources"
+
+    name: str = Field(primary_key=True)
+    kind: str
+    last_commit: str = ""
+    error: str = ""  # why it is stuck (e.g. a non-fast-forward), "" when fine
     updated_at: float
 
 

@@ -23,8 +23,10 @@ prompt line ``fake-<p>: value`` (``-`` and ``_`` are the same in the name), else
 Scenarios (exit code 0 when the result has ``is_error: false``, else 1, as the real CLI):
 
 success                 The run of sample-stream.jsonl: text, Bash ``ls``, Bash ``printf ... >
-                        NOTES.md``, final text; 3 API calls. Default cost 0.0600318 (0.0586878 with
-                        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC set: no title-generation call).
+                        NOTES.md``, final text; 3 API calls. With ``--model sonnet`` it costs the
+                        sample's 0.0600318, title-generation call included (as the real CLI,
+                        none for a one-word prompt or with CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC
+                        set: 0.0586878).
                         The write is denied (``permission_denials``, an error tool_result, still
                         a success) unless the permission mode is acceptEdits, auto or
                         bypassPermissions, or ``--allowedTools`` has a bare ``Bash`` rule, as the
@@ -33,7 +35,8 @@ tools                   ``turns`` Bash tool turns (``echo step N``), then ``text
 error_max_turns         Bash tool turns until ``--max-turns`` (else ``max_turns``) is reached.
 error_max_budget_usd    Tool calls of ``cost`` each until ``--max-budget-usd`` (else ``budget``)
                         is reached: ``errors: ["Reached maximum budget ($X)"]``.
-error_during_execution  Text, then an ``error_during_execution`` result (``message``).
+error_during_execution  Text, then an ``error_during_execution`` result with ``errors:
+                        [message]`` and ``terminal_reason: model_error`` (constructed), exit 1.
 api_error               A synthetic assistant line with ``error`` and a result ``success`` with
                         ``is_error: true`` and ``api_error_status`` = ``status`` (401, 402, 429,
                         500, 529 or ``null``); ``retries`` api_retry lines first.
@@ -78,6 +81,8 @@ CLI's: Sonnet 5 $3/$15 per M input/output tokens, $0.30 cache read, $3.75 cache 
 
 Other behaviour
 ---------------
+- Not emulated: ``--debug``/``--debug-to-stderr`` logs, ``--bg`` (the real one starts a
+  background daemon), subcommands; ``-h`` prints a short help.
 - ``--output-format text`` prints only the result text, ``json`` the result object (a JSON
   array of every message with ``--verbose``); ``--include-partial-messages`` adds
   ``stream_event`` lines; ``--input-format stream-json`` takes the prompt from the ``user``

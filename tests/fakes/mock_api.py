@@ -132,9 +132,8 @@ def is_main_loop(body: dict[str, Any]) -> bool:
     system = _text_of(body.get("system"))
     messages = body.get("messages") or [{}]
     first = _text_of(messages[0].get("content")) if isinstance(messages[0], dict) else ""
-    return not any(marker in system for marker in AUX_SYSTEM_MARKERS) and not first.startswith(
-        "<session>"
-    )
+    is_title = any(m in system for m in AUX_SYSTEM_MARKERS) or first.startswith("<session>")
+    return not is_title
 
 
 class _Reply:

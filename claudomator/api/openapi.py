@@ -1,0 +1,45 @@
+"""What the OpenAPI schema needs beyond what Litestar reads from the handlers' signatures: the
+body of `POST /api/tasks` is the task-file schema (`claudomator schema`), as JSON or YAML, and
+`GET /api/health` needs no token."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+from claudomator.task import json_schema
+
+_PREFIX = "TaskFile"  # component names: TaskFile, TaskFileTaskSpec, ...
+
+
+@functools.cache
+def _task_file_components() -> dict[str, Any]:
+    schema = json_schema()
+    defs = schema.pop("$defs")
+    schema.pop("$schema", None)
+    text = json.dumps({_PREFIX: schema, **{_PREFIX + k: v for k, v in defs.items()}})
+    for name in defs:
+        text = text.replace(f'"#/$defs/{name}"', f'"#/components/schemas/{_PREFIX}{name}"')
+    components: dict[str, Any] = json.loads(text)
+    return components
+
+
+def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of Litestar's `schema` with the task body and the open health route."""
+    done = copy.deepcopy(schema)
+    done.setdefault("components", {}).setdefault("schemas", {}).update(_task_file_components())
+    paths = done.get("paths", {})
+    create = paths.get("/api/tasks", {}).get("post")
+    if create is not None:
+        body = {"schema": {"$ref": f"#/components/schemas/{_PREFIX}"}}
+        create["requestBody"] = {
+            "required": True,
+            "description": "a task or a batch (tasks: [...]), as in a task file",
+            "content": {"application/json": body, "application/yaml": body},
+        }
+    health = paths.get("/api/health", {}).get("get")
+    if health is not None:
+        health["security"] = []
+    return done

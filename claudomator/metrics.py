@@ -1,0 +1,163 @@
+"""`GET /metrics`: Prometheus text (prometheus-client), read from the database at scrape time, plus
+the counters only this process knows (WebSocket clients, webhook deliveries).
+
+The store is the truth, so nothing here is counted twice or lost on restart: tasks by state,
+executions and their durations, cost and tokens come from the tables; the pool from `status()`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
+DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+# Aggregates over the tables. TODO(store): move into `Reader.metrics()` (asked for), so that the
+# store keeps every SQL statement; until then they are read-only and use the documented columns.
+_EXECUTIONS = (
+    "SELECT state, COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
+    "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
+    "COALESCE(SUM(cache_creation_tokens), 0) FROM executions GROUP BY state"
+)
+_DURATIONS = (
+    "SELECT COUNT(*), COALESCE(SUM(d), 0), "
+    + ", ".join(f"COALESCE(SUM(d <= {b}), 0)" for b in DURATION_BUCKETS_S)
+    + " FROM (SELECT finished_at - started_at AS d FROM executions WHERE finished_at IS NOT NULL)"
+)
+_QUEUED = "SELECT COUNT(*), MIN(updated_at) FROM tasks WHERE state = 'QUEUED'"
+
+Status = Callable[[], dict[str, Any]]
+
+
+class Metrics:
+    """One registry per app: the store's figures at scrape time and this process's counters."""
+
+    def __init__(
+        self,
+        database: Path,
+        status: Status,
+        notify_stats: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_StoreCollector(database, status))
+        ProcessCollector(registry=self.registry)
+        self.ws_clients = Gauge(
+            "claudomator_websocket_clients",
+            "WebSocket clients connected",
+            registry=self.registry,
+        )
+        self.ws_dropped = Counter(
+            "claudomator_websocket_dropped",
+            "WebSocket clients disconnected for falling too far behind",
+            registry=self.registry,
+        )
+        if notify_stats is not None:
+            self.registry.register(_NotifyCollector(notify_stats))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, database: Path, status: Status) -> None:
+        self.database = database
+        self.status = status
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        if not self.database.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
+        with closing(conn), closing(conn.execute(sql)) as cur:
+            return list(cur.fetchall())
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # figures come from the database at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.status()
+        tasks = GaugeMetricFamily("claudomator_tasks", "Tasks by state", labels=["state"])
+        for state, count in status["counts"].items():
+            tasks.add_metric([state], count)
+        yield tasks
+
+        executions = CounterMetricFamily(
+            "claudomator_executions", "Executions by state", labels=["state"]
+        )
+        cost = CounterMetricFamily("claudomator_cost_usd", "Money spent, as claude reported it")
+        tokens = CounterMetricFamily("claudomator_tokens", "Tokens used", labels=["kind"])
+        totals = [0.0] * 5
+        for state, count, *sums in self._query(_EXECUTIONS):
+            executions.add_metric([state], count)
+            totals = [t + float(s) for t, s in zip(totals, sums, strict=True)]
+        cost.add_metric([], totals[0])
+        for kind, value in zip(
+            ("input", "output", "cache_read", "cache_creation"), totals[1:], strict=True
+        ):
+            tokens.add_metric([kind], value)
+        yield executions
+        yield cost
+        yield tokens
+
+        rows = self._query(_DURATIONS) or [(0, 0.0, *([0] * len(DURATION_BUCKETS_S)))]
+        count, total, *cumulative = rows[0]
+        buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
+        yield HistogramMetricFamily(
+            "claudomator_execution_duration_seconds",
+            "How long finished executions ran",
+            buckets=[*buckets, ("+Inf", count)],
+            sum_value=total,
+        )
+
+        queued, oldest = (self._query(_QUEUED) or [(0, None)])[0]
+        pool = status["pool"]
+        for name, doc, value in (
+            ("claudomator_queue_depth", "Tasks QUEUED", queued),
+            (
+                "claudomator_queue_oldest_age_seconds",
+                "How long the oldest QUEUED task has waited (0 when none)",
+                max(0.0, time.time() - oldest) if oldest else 0.0,
+            ),
+            ("claudomator_pool_slots", "Executions that may run at once", pool["slots"]),
+            ("claudomator_pool_busy", "Executions running", pool["busy"]),
+            ("claudomator_pool_paused", "1 when no new task starts", int(pool["paused"])),
+            ("claudomator_pool_draining", "1 while draining", int(pool["draining"])),
+            ("claudomator_cost_today_usd", "Spent today (local day)", status["cost_today_usd"]),
+            (
+                "claudomator_daily_budget_usd",
+                "budget.daily_usd (0 = no limit)",
+                status["daily_budget_usd"] or 0,
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+class _NotifyCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "claudomator_notifications", "Webhook deliveries by result", labels=["result"]
+        )
+        for result, count in self.stats().items():
+            family.add_metric([result], count)
+        yield family

@@ -1,0 +1,158 @@
+"""What a git source's commits do to the spool and the store: new versions offered to the intake,
+not-started tasks withdrawn, renamed files followed, refused versions put in `rejected/`. No git
+here (`git.py` reads the checkout; `gitplan.py` decides)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from claudomator.config import Config
+from claudomator.ids import new_id
+from claudomator.sources.gitplan import Action, Commit, Follow, Offer, Reject, Withdraw
+from claudomator.spool import Spool
+from claudomator.state import State
+
+if TYPE_CHECKING:
+    from claudomator.store.db import Event, Store
+
+log = structlog.get_logger("claudomator.sources.git")
+
+NOT_STARTED = (State.PENDING, State.QUEUED)
+
+
+class IntakeLike(Protocol):
+    """What a source needs of the intake (structural: adapters import nothing above them)."""
+
+    spool: Spool
+    base_dirs: dict[str, Path]
+
+    def offer_bytes(
+        self,
+        source: str,
+        rel: str,
+        data: bytes,
+        *,
+        provenance: dict[str, Any],
+        base_dir: Path,
+        version: tuple[str, str],
+    ) -> bool: ...
+
+
+class ServiceLike(Protocol):
+    """What a source needs of the service."""
+
+    config: Config
+    store: Store
+
+    def cancel_if(self, task_id: str, expect: list[State], reason: str) -> bool: ...
+
+    def publish(self, events: Iterable[Event]) -> None: ...
+
+
+class Applier:
+    """Carries out one source's actions. `earlier` (per pass) names the files from before it."""
+
+    def __init__(
+        self, name: str, root: Path, service: ServiceLike, intake: IntakeLike, max_bytes: int
+    ) -> None:
+        self.name, self.key, self.root = name, "@" + name, root
+        self.service, self.intake, self.store = service, intake, service.store
+        self.max_bytes = max_bytes
+
+    async def apply(
+        self,
+        commit: Commit,
+        actions: Sequence[Action],
+        contents: dict[str, tuple[int, bytes]],
+        earlier: set[str],
+    ) -> int:
+        """Carry out one commit's actions: withdrawals and renames, then (once the folders have
+        followed them) the new versions. Returns how many versions were offered for the first
+        time. Interrupted, it is simply done again: each step is idempotent."""
+        at: dict[str, list[dict[str, Any]]] = {}  # this source's open files by path
+        if any(isinstance(a, Withdraw | Follow) for a in actions):
+            for row in self.store.files(["queued", "running"]):
+                if row["source"] == self.key:
+                    at.setdefault(row["rel_path"], []).append(row)
+            for action in actions:
+                if isinstance(action, Withdraw):
+                    for row in at.get(action.rel, []):
+                        blob = json.loads(row["provenance_json"] or "{}").get("blob")
+                        if (
+                            not action.earlier_only or row["id"] in earlier
+                        ) and blob != action.keep:
+                            self._withdraw(row, action.reason)
+                elif isinstance(action, Follow):
+                    moved = at.pop(action.old_rel, [])
+                    for row in moved:
+                        self._follow(row, action.new_rel)
+                    at.setdefault(action.new_rel, []).extend(moved)
+            await asyncio.sleep(0)  # the cancelled files leave queued/ (their places are free)
+        offered = 0
+        for action in actions:
+            if isinstance(action, Reject):
+                self.reject(commit, action, contents[action.blob][1])
+            elif isinstance(action, Offer):
+                size, data = contents[action.blob]
+                if size > self.max_bytes:
+                    reason = f"{size} bytes, more than intake.max_file_bytes ({self.max_bytes})"
+                    self.reject(commit, Reject(action.rel, action.path, action.blob, reason), data)
+                    continue
+                offered += self.intake.offer_bytes(
+                    self.name,
+                    action.rel,
+                    data,
+                    provenance=commit.provenance(self.name, action.path, action.blob),
+                    base_dir=self.root,
+                    version=(action.blob, commit.sha),
+                )
+        return offered
+
+    def _withdraw(self, row: dict[str, Any], reason: str) -> None:
+        for task in self.store.file_tasks(row["id"]):
+            state = State(task["state"])
+            if state in NOT_STARTED:
+                self.service.cancel_if(task["id"], [state], reason)
+
+    def _follow(self, row: dict[str, Any], new_rel: str) -> None:
+        """A renamed task file: its tasks and its spool copy follow the new path."""
+        self.store.set_source_path(row["id"], new_rel)
+        folder = row["folder"]
+        placed = self.intake.spool.move(folder, row["name"], folder, f"{self.key}/{new_rel}")
+        if placed is not None:
+            self.store.set_file(row["id"], name=placed)
+        log.info("source.renamed", source=self.name, file=row["rel_path"], to=new_rel)
+
+    def reject(self, commit: Commit, action: Reject, data: bytes) -> bool:
+        """A version that never runs: its copy goes to `rejected/@name/<rel>` with the reason.
+        The version is claimed and its file row says `rejected` before any copy is staged, so a
+        crash at any point may lose the copy but never lets the intake's repair run it."""
+        spool, store = self.intake.spool, self.store
+        file_id = new_id()
+        staged_name = f"{file_id}-{Path(action.rel).name}"
+        provenance = commit.provenance(self.name, action.path, action.blob)
+        if not store.add_files(
+            [(file_id, self.key, action.rel, staged_name)],
+            provenance_json=json.dumps(provenance),
+            version=(self.key, action.rel, action.blob, commit.sha),
+        ):
+            return False
+        error = f"{self.key}/{action.rel}: {action.reason}"
+        name = spool.free_name("rejected", f"{self.key}/{action.rel}")
+        _, events = store.ingest([(file_id, [], "rejected", name, error)])
+        placed = spool.place(spool.stage_bytes(staged_name, data), "rejected", name)
+        if placed != name:
+            store.set_file(file_id, name=placed)
+        spool.write_beside("rejected", placed, ".error", error + "\n")
+        log.warning("intake.rejected", file=f"{self.key}/{action.rel}", reason=error)
+        self.service.publish(events)
+        return True
+
+
+__all__ = ["NOT_STARTED", "Applier"]

@@ -1,0 +1,69 @@
+"""End to end: the real `claudomator serve --no-api` with a `[[sources]]` config and the fake
+claude; a `git commit` in the checkout runs once, to COMPLETED, with its provenance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import claudomator
+from tests.test_git import Repo, _git_isolated, repo, source_toml, task
+from tests.test_serve import Server, server, wait_for
+
+__all__ = ["_git_isolated", "repo", "server"]  # fixtures, in force here too
+
+PACKAGE = Path(claudomator.__file__).parent
+wired = any("GitSources" in (PACKAGE / m).read_text() for m in ("service.py", "cli.py"))
+pytestmark = pytest.mark.skipif(
+    not wired, reason="serve does not start the git sources yet (GitSources is not wired in)"
+)
+
+
+def status(server: Server, task_id: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "status", task_id, "--json"],
+        env=server.env, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
+
+
+def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, repo: Repo) -> None:
+    server.home.mkdir(parents=True, exist_ok=True)
+    (server.home / "config.toml").write_text(source_toml(repo.path, subdir="tasks"))
+    server.start()
+    wait_for(lambda: b"source.baseline" in server.log_path.read_bytes())
+    repo.write("tasks/team/fix.yaml", task("fix")).write("tasks/bad.yaml", "name: [\n")
+    sha = repo.commit("please fix")
+    wait_for(lambda: [t["state"] for t in server.tasks()] == ["COMPLETED"])
+    (t,) = server.tasks()
+    shown = status(server, t["id"])
+    assert shown["provenance"] == {
+        "source": "team", "commit": sha, "author": "dev@example.com",
+        "committed_at": shown["provenance"]["committed_at"],  # type: ignore[index]
+        "path": "tasks/team/fix.yaml",
+        "blob": subprocess.run(
+            ["git", "rev-parse", f"{sha}:tasks/team/fix.yaml"], cwd=repo.path,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip(),
+    }  # fmt: skip
+    wait_for(lambda: "@team/team/fix.yaml.result.json" in server.files()["done"])
+    files = server.files()
+    assert files["done"] == ["@team/team/fix.yaml", "@team/team/fix.yaml.result.json"]
+    assert files["rejected"] == ["@team/bad.yaml", "@team/bad.yaml.error"]
+    (record,) = [json.loads(p.read_text()) for p in server.record.glob("*.json")]  # type: ignore[attr-defined]
+    assert record["cwd"] == str(repo.path.resolve())  # working_dir defaults to the checkout
+    out = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "sources"],
+        env=server.env, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert sha[:12] in out.stdout
+    assert server.stop() == 0
+    server.start()  # a restart runs nothing again, and new commits as ever
+    repo.write("tasks/next.yaml", task("next")).commit()
+    wait_for(lambda: sorted(t["state"] for t in server.tasks()) == ["COMPLETED", "COMPLETED"])
+    assert len(list(server.record.glob("*.json"))) == 2  # type: ignore[attr-defined]
+    assert server.stop() == 0

@@ -1,0 +1,263 @@
+"""Webhook notifications: the [[notify]] config, the decisions (tables), and deliveries to a local
+receiver on 127.0.0.1 with signatures, retries and back-off, never holding up the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from claudomator.config import NOTIFY_DEFAULT_STATES, NotifyTarget, load_config
+from claudomator.errors import ConfigError
+from claudomator.events import Hub
+from claudomator.notify import (
+    Notification,
+    Notifier,
+    rate_limit_notification,
+    signature,
+    task_notification,
+)
+from tests.apiserver import Receiver
+
+pytestmark = pytest.mark.timeout(30)
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def test_notify_tables(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        "[server]\nport = 9000\n\n"
+        '[[notify]]\nurl = "https://hooks.example/a/SECRET-PATH"\nsecret = "s3cret"\n\n'
+        '[[notify]]\nurl = "http://127.0.0.1:9999/b"\nstates = ["COMPLETED", "RATE_LIMITED"]\n'
+    )
+    config = load_config(home=tmp_path, env={})
+    first, second = config.notify
+    assert first == NotifyTarget(
+        "https://hooks.example/a/SECRET-PATH", NOTIFY_DEFAULT_STATES, "s3cret"
+    )
+    assert second.states == ("COMPLETED", "RATE_LIMITED") and second.secret == ""
+    assert config.server_port == 9000
+    shown = dict((k, v) for k, v, _ in config.effective())
+    assert shown["notify[0]"].startswith("https://hooks.example/...")
+    assert "SECRET-PATH" not in repr(config) + str(shown) and "s3cret" not in repr(config) + str(
+        shown
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('notify = "x"\n', "notify: write each receiver as a [[notify]] table"),
+        ("[[notify]]\nstates = []\n", "notify[0].url: None is not an http(s) URL"),
+        ('[[notify]]\nurl = "ftp://x/y"\n', "notify[0].url: 'ftp://x/y' is not an http(s) URL"),
+        (
+            '[[notify]]\nurl = "http://x"\nurll = 1\n',
+            "notify[0].urll: unknown key (did you mean 'url'?)",
+        ),
+        (
+            '[[notify]]\nurl = "http://x"\nstates = ["DONE"]\n',
+            "notify[0].states: 'DONE' is not one of",
+        ),
+        ('[[notify]]\nurl = "http://x"\nstates = ["QUEUED"]\n', "'QUEUED' is not one of"),
+        ('[[notify]]\nurl = "http://x"\nstates = 3\n', "notify[0].states: 3 is not a list"),
+        ('[[notify]]\nurl = "http://x"\nsecret = 1\n', "notify[0].secret: not a string"),
+        ('[[notify]]\nurl = "http://x"\nstates = []\n', "notify[0].states: empty"),
+    ],
+)
+def test_notify_errors_name_the_receiver_and_field(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(home=tmp_path, env={})
+    assert message in info.value.message
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+FAILED = {"id": 7, "type": "task.finished", "task_id": "T1", "name": "build", "state": "FAILED",
+          "reason": "error_max_turns", "attempts": 1, "cost_usd": 0.5, "at": 1_700_000_000.0}  # fmt: skip
+REQUEUED = {"id": 8, "type": "task.queued", "task_id": "T1", "state": "QUEUED"}
+
+
+@pytest.mark.parametrize(
+    ("event", "later", "state"),
+    [
+        (FAILED, [], "FAILED"),
+        (FAILED, [REQUEUED], None),  # an automatic retry follows: not the end
+        (FAILED, [{**REQUEUED, "task_id": "T2"}], "FAILED"),
+        ({**FAILED, "state": "COMPLETED", "reason": ""}, [], "COMPLETED"),
+        ({**FAILED, "type": "task.queued"}, [], None),
+        ({"id": 1, "type": "pool.changed", "paused": True}, [], None),
+    ],
+)
+def test_task_notification(
+    event: dict[str, Any], later: list[dict[str, Any]], state: str | None
+) -> None:
+    note = task_notification(event, later)
+    assert (note.state if note else None) == state
+    if note is not None:
+        assert note.payload["task"]["id"] == "T1" and note.payload["event_id"] == 7
+        assert note.payload["text"].startswith("claudomator: task 'build' (T1) ")
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("until", "known", "notified"),
+    [
+        (NOW + 60, 0.0, True),  # a pause starts
+        (NOW + 120, NOW + 60, False),  # it is extended: already told
+        (NOW - 1, 0.0, False),  # in the past
+        (0, 0.0, False),  # resumed
+        (NOW + 60, NOW - 5, True),  # the last one is over: a new pause
+    ],
+)
+def test_rate_limit_notification(until: float, known: float, notified: bool) -> None:
+    event = {
+        "id": 3,
+        "type": "pool.changed",
+        "rate_limited_until": until,
+        "rate_limit_reason": "429",
+    }
+    note = rate_limit_notification(event, known, NOW)
+    assert (note is not None) is notified
+    if note:
+        assert note.state == "RATE_LIMITED" and note.payload["until"]
+
+
+def test_daily_budget_is_told_once_a_day() -> None:
+    spent = [4.0]
+    notifier = Notifier([NotifyTarget("http://127.0.0.1:1/x")], budget=lambda: (spent[0], 5.0))
+    assert notifier.decide([FAILED], NOW) != [] and [
+        n.state for n in notifier.decide([FAILED], NOW)
+    ] == ["FAILED"]
+    spent[0] = 5.0
+    states = [n.state for n in notifier.decide([FAILED], NOW)]
+    assert states == ["FAILED", "DAILY_BUDGET_REACHED"]
+    assert [n.state for n in notifier.decide([FAILED], NOW + 60)] == ["FAILED"]
+    assert "DAILY_BUDGET_REACHED" in [n.state for n in notifier.decide([FAILED], NOW + 86_400)]
+
+
+def test_signature_is_hmac_sha256_of_the_body() -> None:
+    body = b'{"a":1}'
+    expected = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert signature("k", body) == "sha256=" + expected
+
+
+# -- deliveries --------------------------------------------------------------------------------
+
+
+def note(state: str = "FAILED") -> Notification:
+    event = {**FAILED, "state": state}
+    found = task_notification(event)
+    assert found is not None
+    return found
+
+
+async def deliver(
+    target: NotifyTarget, notification: Notification, **kwargs: Any
+) -> tuple[bool, Notifier]:
+    notifier = Notifier([target], backoff_s=0.01, timeout_s=2, **kwargs)
+    async with httpx.AsyncClient() as client:
+        return await notifier.deliver(client, target, notification), notifier
+
+
+def test_delivery_signed_and_retried_until_it_lands() -> None:
+    with Receiver(answers=[500, 503]) as receiver:
+        target = NotifyTarget(receiver.url, NOTIFY_DEFAULT_STATES, "topsecret")
+        with capture_logs() as logs:
+            ok, notifier = asyncio.run(deliver(target, note()))
+        calls = receiver.wait(3)
+    assert ok and notifier.stats == {"sent": 1, "failed": 0, "dropped": 0}
+    assert [status for _, _, status in calls] == [500, 503, 200]
+    headers, body, _ = calls[-1]
+    assert headers["content-type"] == "application/json"
+    assert headers["x-claudomator-event"] == "FAILED"
+    assert hmac.compare_digest(
+        headers["x-claudomator-signature"],
+        "sha256=" + hmac.new(b"topsecret", body, hashlib.sha256).hexdigest(),
+    )
+    assert len({h["x-claudomator-delivery"] for h, _, _ in calls}) == 1  # one id for the retries
+    payload = json.loads(body)
+    assert payload["state"] == "FAILED" and payload["task"]["name"] == "build"
+    assert [e["event"] for e in logs] == ["notify.retry", "notify.retry", "notify.sent"]
+    logged = json.dumps(logs)
+    assert "secret-path" not in logged and "topsecret" not in logged  # URLs shown without path
+
+
+def test_a_client_error_is_not_retried() -> None:
+    with Receiver(answers=[400]) as receiver:
+        ok, notifier = asyncio.run(deliver(NotifyTarget(receiver.url), note()))
+        assert len(receiver.wait(1)) == 1
+        time.sleep(0.1)
+        assert len(receiver.calls) == 1
+    assert not ok and notifier.stats["failed"] == 1
+
+
+def test_an_unreachable_receiver_is_given_up_after_the_attempts() -> None:
+    with Receiver() as receiver:
+        url = receiver.url
+    t0 = time.monotonic()
+    ok, notifier = asyncio.run(deliver(NotifyTarget(url), note(), attempts=3))
+    assert not ok and notifier.stats["failed"] == 1
+    assert time.monotonic() - t0 < 5
+
+
+def test_from_the_hub_to_the_receiver_without_holding_anyone_up() -> None:
+    """Events go in with a non-blocking publish; a slow receiver delays only its own queue, and a
+    full queue drops (and counts) rather than waits."""
+
+    async def scenario(receiver: Receiver, slow: Receiver) -> Notifier:
+        hub = Hub()
+        notifier = Notifier(
+            [
+                NotifyTarget(receiver.url, ("FAILED", "COMPLETED")),
+                NotifyTarget(slow.url, ("TIMED_OUT",)),
+            ],
+            backoff_s=0.01,
+            maxsize=12,
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(notifier.run(hub, stop))
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        for i in range(20):
+            hub.publish({**FAILED, "id": 300 + i, "task_id": f"S{i}", "state": "TIMED_OUT"})
+        for i in range(10):
+            hub.publish({**FAILED, "id": 100 + i, "task_id": f"T{i}"})
+        hub.publish({**FAILED, "id": 200, "task_id": "R", "state": "FAILED"})
+        hub.publish({**REQUEUED, "id": 201, "task_id": "R"})  # retried: no notification
+        hub.publish({**FAILED, "id": 202, "task_id": "C", "state": "COMPLETED"})
+        assert time.monotonic() - t0 < 0.05  # publishing never waits
+        await asyncio.to_thread(receiver.wait, 11)
+        assert time.monotonic() - t0 < 1  # the slow receiver (0.15 s each) held up no one else
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        return notifier
+
+    with Receiver() as receiver, Receiver(delay_s=0.15) as slow:
+        notifier = asyncio.run(scenario(receiver, slow))
+        payloads = [json.loads(body) for _, body, _ in receiver.calls]
+        slow_calls = len(slow.calls)
+    assert sorted(p["task"]["id"] for p in payloads) == sorted([f"T{i}" for i in range(10)] + ["C"])
+    assert notifier.stats["dropped"] >= 20 - 12 - 1  # the slow receiver's queue overflowed
+    assert notifier.stats["sent"] == 11 + slow_calls
+
+
+def test_no_receivers_means_nothing_runs() -> None:
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(Notifier([]).run(Hub(), stop))
+        stop.set()
+        await asyncio.wait_for(running, 2)
+
+    asyncio.run(scenario())
