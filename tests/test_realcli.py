@@ -170,8 +170,11 @@ def test_http_errors_fail_with_the_status(
 
 @pytest.mark.parametrize("mock", [("slow", {"delay_s": 60})], indirect=True)
 def test_timeout_mid_run_leaves_no_process(service: Claudomator, mock: MockAnthropic) -> None:
-    task = run(service, spec(timeout="3s"))
+    # long enough for the CLI to start and send its request even on a loaded machine: SIGINT
+    # while it waits on the API makes it report its end, as the real CLI does
+    task = run(service, spec(timeout="8s"))
     assert task["state"] == "TIMED_OUT" and task["reason"] == "timeout"
+    assert mock.main_requests
     ex = task["executions"][0]
     assert result_line(ex)["subtype"] == "error_during_execution"  # SIGINT: claude reported its end
     assert leftovers(ex["id"]) == []
