@@ -29,7 +29,7 @@ from claudomator.ids import new_id
 from claudomator.runner import within
 from claudomator.spool import Spool, is_watched_path
 from claudomator.state import FINAL_STATES, State
-from claudomator.store.rows import iso
+from claudomator.store.rows import execution_json
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile, parse_file
 
@@ -314,28 +314,7 @@ def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, A
     """`<name>.result.json`: every task's final state, reason, cost, tokens, executions, logs."""
     out = []
     for t in tasks:
-        execs = [
-            {
-                "id": e["id"],
-                "attempt": e["attempt"],
-                "state": e["state"],
-                "reason": e["reason"],
-                "cost_usd": e["cost_usd"],
-                "tokens": {
-                    "input": e["input_tokens"],
-                    "output": e["output_tokens"],
-                    "cache_read": e["cache_read_tokens"],
-                    "cache_creation": e["cache_creation_tokens"],
-                },
-                "num_turns": e["num_turns"],
-                "session_id": e["session_id"],
-                "started_at": iso(e["started_at"]),
-                "finished_at": iso(e["finished_at"]),
-                "stdout_log": e["stdout_path"],
-                "stderr_log": e["stderr_path"],
-            }
-            for e in t["executions"]
-        ]
+        execs = [execution_json(e) for e in t["executions"]]
         out.append(
             {
                 "id": t["id"],

@@ -146,19 +146,10 @@ class Claudomator:
             for spec in parsed.tasks
         ]
 
-    def submit(
-        self,
-        parsed: ParsedFile,
-        *,
-        source: str,
-        source_path: str = "",
-        held: bool = False,
-        dispatcher: str = "",
-    ) -> list[str]:
-        """Record the tasks of one file; QUEUED unless held or waiting for dependencies."""
-        new = self.new_tasks(
-            parsed, source=source, source_path=source_path, held=held, dispatcher=dispatcher
-        )
+    def submit(self, parsed: ParsedFile, *, source: str, **options: Any) -> list[str]:
+        """Record the tasks of one file (`options` as for `new_tasks`); QUEUED unless held or
+        waiting for dependencies."""
+        new = self.new_tasks(parsed, source=source, **options)
         ids, events = self.store.add_tasks(new)
         self.publish(events)
         return ids

@@ -39,8 +39,8 @@ def test_documented_commands_exist_and_every_command_is_documented() -> None:
 
 
 def test_setup_commands_are_what_ci_runs() -> None:
-    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
-    install, tests = blocks[0].strip(), blocks[1].strip()
+    install = re.findall(r"```sh\n(.*?)```", README, re.S)[0].strip()
+    tests = re.search(r"To run the tests:\n\n```sh\n(.*?)```", README, re.S).group(1).strip()  # type: ignore[union-attr]
     assert "pip install -e '.[dev]'" in install and "claudomator init" in install
     assert tests.endswith("pytest")
     ci = (ROOT / ".ci" / "run").read_text()

@@ -141,7 +141,7 @@ def test_files_move_through_the_folders(server: Server) -> None:
         ("one", "COMPLETED"),
         ("two", "COMPLETED"),
     ]
-    assert result["tasks"][0]["executions"][0]["stdout_log"].endswith("stdout.log")
+    assert result["tasks"][0]["executions"][0]["stdout_path"].endswith("stdout.log")
     assert server.stop() == 0
 
 
