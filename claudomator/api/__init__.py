@@ -5,7 +5,8 @@
 - `feed`: hub events to WebSocket clients, gapless, bounded per client; `ws`: the handler;
 - `cache`: list pages kept until the next event;
 - `logs`: an execution's log a page at a time; `openapi`, `shapes`: the schema;
-- `server`: `Api`, the app and its uvicorn server on the service's loop.
+- `server`: `Api`, the app and its uvicorn server on the service's loop;
+- `page`: the web page (`/`, `/ui/…`) from `static/`.
 
 The only package that imports litestar and uvicorn.
 """

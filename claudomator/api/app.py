@@ -30,19 +30,24 @@ from claudomator.api.errors import ERROR_RESPONSES, EXCEPTION_HANDLERS
 from claudomator.api.feed import Feed
 from claudomator.api.logs import read_log
 from claudomator.api.openapi import complete_openapi
+from claudomator.api.page import PAGE_PATHS, PAGE_ROUTES
 from claudomator.api.shapes import (
     Batch,
     Execution,
     Health,
     LogPage,
+    Problem,
     Status,
     Task,
     TaskDetail,
     TaskPage,
+    Validation,
 )
 from claudomator.api.ws import events
 from claudomator.errors import (
+    FieldError,
     NotFoundError,
+    TaskFileError,
 )
 from claudomator.metrics import CONTENT_TYPE, Metrics
 from claudomator.secret import scrub_bytes, secret_values
@@ -118,6 +123,45 @@ async def create_task(
     ids = service.submit(parsed, source=BODY_SOURCE, held=not run)
     tasks = [cast(TaskDetail, service.task(task_id)) for task_id in ids]
     return {"tasks": tasks} if parsed.is_batch else tasks[0]
+
+
+@post(
+    "/api/validate",
+    status_code=200,
+    summary="Check a task or batch file (YAML) as `claudomator validate` does; records nothing",
+    responses=ERROR_RESPONSES,
+)
+async def validate(request: Req) -> Validation:
+    service = _service(request)
+    if request.content_type[0].lower() not in YAML_TYPES:
+        raise HTTPException(status_code=415, detail="send the task file as application/yaml")
+    known = service.store.resolve_name
+    try:
+        parsed = parse_bytes(
+            await request.body(),
+            BODY_SOURCE,
+            known_name=lambda name: known(name) is not None,
+            unknown_dependency="error",
+            max_bytes=service.config.max_file_bytes,
+        )
+    except TaskFileError as e:
+        return {"ok": False, "tasks": 0, "problems": [_problem(f) for f in e.errors]}
+    return {
+        "ok": True,
+        "tasks": len(parsed.tasks),
+        "problems": [_problem(w) for w in parsed.warnings],
+    }
+
+
+def _problem(error: FieldError) -> Problem:
+    return {
+        "text": str(error),
+        "field": error.field,
+        "message": error.message,
+        "line": error.line or None,
+        "column": error.column or None,
+        "warning": error.warning,
+    }
 
 
 @get("/api/tasks", summary="Tasks, newest first, a page at a time", responses=ERROR_RESPONSES)
@@ -294,6 +338,7 @@ async def metrics(request: Req) -> Response[bytes]:
 ROUTES = [
     health,
     create_task,
+    validate,
     list_tasks,
     get_task,
     run_task,
@@ -307,6 +352,7 @@ ROUTES = [
     drain,
     metrics,
     events,
+    *PAGE_ROUTES,
 ]
 
 
@@ -347,6 +393,7 @@ def create_app(
         state=State(
             {
                 "service": service,
+                "auth": tokens is not None,
                 "feed": feed,
                 "metrics": metrics,
                 "pages": PageCache(service.hub, lambda: feed.last_id),
@@ -390,9 +437,12 @@ def create_app(
 
 
 def routes(app: Litestar) -> list[tuple[str, str]]:
-    """(method, path) of every route the app serves, from its router (for the auth tests)."""
+    """(method, path) of every API route the app serves, from its router (for the auth tests);
+    the web page's files are public (door.OPEN_PAGE) and not listed."""
     out = []
     for route in app.routes:
+        if route.path in PAGE_PATHS:
+            continue
         methods = getattr(route, "methods", None) or {"WEBSOCKET"}
         for method in sorted(methods):
             if method != "OPTIONS":

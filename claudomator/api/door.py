@@ -8,7 +8,7 @@ Three checks, in this order, each answered in the API's one error shape:
    and WebSocket hijacking; browsers send Origin on every cross-site request) → 403;
 3. when auth is on, a token: `Authorization: Bearer …` (or `?token=` on the WebSocket, which
    browsers cannot give headers) → 401; a read-only token on anything but GET/HEAD → 403.
-   `GET /api/health` needs none: it reveals nothing.
+   `GET /api/health` and the web page (`/`, `/ui/…`) need none: they reveal nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from claudomator.api.errors import error_body
 from claudomator.token import Tokens
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-OPEN_PATHS = frozenset({"/api/health"})
+OPEN_PATHS = frozenset({"/api/health", "/"})
+OPEN_PAGE = "/ui/"  # the web page's static files: they hold no data, the page asks for a token
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -159,7 +160,8 @@ class Door:
             await deny_websocket(scope, receive, send, *denied)
 
     def _open(self, scope: Scope, method: str, headers: dict[str, str]) -> bool:
-        if scope["path"] in OPEN_PATHS and method in SAFE_METHODS:
+        path = scope["path"]
+        if (path in OPEN_PATHS or path.startswith(OPEN_PAGE)) and method in SAFE_METHODS:
             return True
         # a CORS preflight carries no token; the CORS middleware answers it
         return (

@@ -70,6 +70,8 @@ class TaskDetail(Task):
     held: bool  # PENDING until POST /api/tasks/{id}/run
     depends_on_ids: list[str]
     not_before: str | None
+    # a git source's task: commit, author, committed_at, path, blob; null for other sources
+    provenance: dict[str, Any] | None
     executions: list[Execution]
 
 
@@ -118,6 +120,21 @@ class LogPage(TypedDict):
     eof: bool  # next_offset reached the end of the log as it is now
     running: bool  # the execution may still write more
     lines: list[str]
+
+
+class Problem(TypedDict):
+    text: str  # as `claudomator validate` prints it: file:line:column field: message
+    field: str
+    message: str
+    line: int | None
+    column: int | None
+    warning: bool
+
+
+class Validation(TypedDict):
+    ok: bool
+    tasks: int  # how many tasks the file asks for (0 when it is invalid)
+    problems: list[Problem]  # the errors, or the warnings of a valid file
 
 
 class ErrorDetail(TypedDict, total=False):

@@ -1,0 +1,283 @@
+"""The web page in a real browser: Debian's headless chromium driven by Playwright against a real
+`claudomator serve` (auth on, the fake claude) on 127.0.0.1. The page must never log an error."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+from playwright.sync_api import expect, sync_playwright
+
+from claudomator.api import create_app
+from claudomator.config import load_config
+from claudomator.service import Claudomator
+from claudomator.token import Tokens, ensure_token
+from tests.fakes import make_fake_claude
+from tests.test_api_serve import free_port, wait_healthy
+
+CHROMIUM = "/usr/bin/chromium"
+STATIC = Path(__file__).parent.parent / "claudomator" / "api" / "static"
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_the_page_uses_relative_urls_only() -> None:
+    """Served behind a path prefix, an absolute /api/... would miss the prefix."""
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"""["'`(]/(api|ui)\b""", text), path.name
+        text = text.replace("http://www.w3.org/2000/svg", "")  # a namespace, not a download
+        assert "http://" not in text and "https://" not in text, path.name  # nothing from afar
+
+
+def test_the_page_is_public_and_the_api_is_not(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    token = ensure_token(home)
+    service = Claudomator(load_config(home=home, env={}, flags={}))
+    try:
+        app = create_app(service, tokens=Tokens.load(home))
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            page = client.get("/")
+            assert page.status_code == 200 and 'src="ui/app.js"' in page.text
+            assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+            assert client.get("/ui/nope.js").status_code == 404
+            for sneaky in ("/ui/../api/status", "/ui/%2e%2e/api/status", "/ui/..%2fapi%2fstatus"):
+                answer = client.get(sneaky)
+                assert answer.status_code in (401, 404) and "counts" not in answer.text, sneaky
+            assert client.get("/api/status").status_code == 401
+            auth = {"Authorization": f"Bearer {token}"}
+            bad = client.post(
+                "/api/validate",
+                content=b"name: x\nclaude:\n  instructions: hi\n  modle: x\n",
+                headers={**auth, "Content-Type": "application/yaml"},
+            ).json()
+            assert bad["ok"] is False
+            assert bad["problems"][0]["text"] == (
+                "api:4:3: claude.modle: unknown field; did you mean 'model'?"
+            )
+            good = client.post(
+                "/api/validate",
+                content=b"name: x\nclaude:\n  instructions: hi\n",
+                headers={**auth, "Content-Type": "application/yaml"},
+            ).json()
+            assert good == {"ok": True, "tasks": 1, "problems": []}
+            assert client.get("/api/tasks", headers=auth).json()["items"] == []  # nothing recorded
+    finally:
+        service.close()
+
+
+# -- in the browser ------------------------------------------------------------------------------
+
+
+def _browser_missing() -> bool:
+    if os.path.exists(CHROMIUM) and shutil.which("chromium"):
+        return False
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: the browser tests need {CHROMIUM} (apt-get install chromium)")
+    return True
+
+
+class Server:
+    def __init__(self, home: Path, url: str, token: str) -> None:
+        self.home, self.url, self.token = home, url, token
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+
+    def drop(self, name: str, text: str) -> None:
+        inbox = self.home / "inbox"
+        tmp = inbox / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.rename(inbox / name)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.http.get(f"/api/tasks/{task_id}").json()
+        return data
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if _browser_missing():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium); CI is not set")
+    base = tmp_path_factory.mktemp("web")
+    home = base / "home"
+    home.mkdir()
+    (home / "inbox").mkdir()
+    token = ensure_token(home)
+    (home / "config.toml").write_text("[server]\nauth = true\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLAUDOMATOR_HOME": str(home),
+        "CLAUDOMATOR_SERVER_PORT": str(port),
+        "CLAUDOMATOR_CLAUDE_BIN": str(make_fake_claude(base / "bin")),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claudomator.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        server = Server(home, url, token)
+        yield server
+        server.http.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Any]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    """A fresh tab that has given the token once; fails the test on any console error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.goto(server.url + "/")
+    dialog = page.get_by_role("dialog", name="API token")
+    expect(dialog).to_be_visible()
+    page.get_by_label("Token", exact=True).fill(server.token)
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#live")).to_have_text("● live")
+    yield page
+    context.close()
+    assert errors == []
+
+
+def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) -> None:
+    server.drop("web-hello.yaml", 'name: web-hello\ntags: [web]\nclaude:\n  instructions: "hi"\n')
+    row = page.locator("#tasks tbody tr", has_text="web-hello")
+    expect(row).to_have_attribute("data-state", "COMPLETED")  # no reload: the WebSocket did it
+    expect(row.locator(".cost")).not_to_have_text("$0.00")
+    expect(row.locator(".source")).to_have_text("web-hello.yaml")
+    expect(page.locator("#counts")).to_contain_text("COMPLETED 1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.screenshot(path=str(ARTIFACTS / "dashboard-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.get_by_label("Tag", exact=True).fill("nope")
+    expect(page.locator("#empty")).to_be_visible()
+    page.get_by_label("Tag", exact=True).fill("web")
+    expect(row).to_be_visible()
+    page.get_by_label("State", exact=True).select_option("FAILED")
+    expect(page.locator("#empty")).to_be_visible()
+    page.get_by_label("State", exact=True).select_option("")
+    expect(row).to_be_visible()
+
+    row.get_by_role("link", name="web-hello").click()
+    expect(page.get_by_role("heading", name=re.compile("web-hello"))).to_be_visible()
+    log = page.locator("#log")
+    expect(log.locator(".entry.assistant").first).to_contain_text(
+        "I'll look at the project files first."
+    )
+    expect(log.locator(".entry.tool").first).to_contain_text("ls")
+    expect(log.locator(".entry.final")).to_contain_text("Finished (success)")
+    expect(page.locator("#executions tbody tr")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "task.png"), full_page=True)
+
+    page.get_by_role("link", name="Cost").click()
+    expect(page.locator("#cost-tag svg")).to_be_visible()
+    expect(page.locator("#cost-tag")).to_contain_text("web")
+    page.screenshot(path=str(ARTIFACTS / "cost.png"), full_page=True)
+
+
+def test_cancel_from_the_page_ends_a_running_task(page: Any, server: Server) -> None:
+    body = "name: web-sleepy\nclaude:\n  instructions: |\n    fake-scenario: sleep\n"
+    made = server.http.post(
+        "/api/tasks",
+        params={"run": "true"},
+        content=body,
+        headers={"Content-Type": "application/yaml"},
+    ).json()
+    page.goto(f"{server.url}/#/task/{made['id']}")
+    title = page.locator("#task-title")
+    expect(title).to_contain_text("RUNNING")
+    expect(page.locator("#log .entry.meta").first).to_contain_text("session started")
+    page.get_by_role("button", name="Cancel").click()
+    expect(title).to_contain_text("CANCELLED")
+    # the log followed the execution live: its interrupted ending came after the page opened it
+    expect(page.locator("#log .entry.final")).to_contain_text("error_during_execution")
+    assert server.task(made["id"])["state"] == "CANCELLED"
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+
+
+def test_a_yaml_error_shows_its_line_and_field(page: Any) -> None:
+    page.get_by_role("link", name="New task").click()
+    editor = page.get_by_label("Task file (YAML), checked as you type")
+    expect(page.locator("#problems")).to_contain_text("ok (task)")
+    editor.fill('name: "typo"\nclaude:\n  instructions: hi\n  modle: sonnet\n')
+    expect(page.locator("#problems li")).to_have_text(
+        "api:4:3: claude.modle: unknown field; did you mean 'model'?"
+    )
+    page.screenshot(path=str(ARTIFACTS / "new-task.png"), full_page=True)
+    editor.fill('name: "web-made"\nclaude:\n  instructions: hi\n')
+    expect(page.locator("#problems")).to_contain_text("ok (task)")
+    page.get_by_role("button", name="Create (held)").click()
+    expect(page.locator("#task-title")).to_contain_text("PENDING")
+    expect(page.get_by_role("button", name="Run")).to_be_visible()
+
+
+def test_the_page_works_under_a_path_prefix(page: Any, server: Server) -> None:
+    """A reverse proxy serves it at /claudomator/ and strips the prefix: every request the page
+    makes must stay under the prefix (Playwright plays the proxy)."""
+    asked: list[str] = []
+
+    def proxy(route: Any) -> None:
+        asked.append(route.request.url)
+        stripped = route.request.url.replace("/claudomator/", "/", 1)
+        route.fulfill(response=route.fetch(url=stripped))
+
+    page.route(re.compile(r"^http://127\.0\.0\.1:\d+/"), proxy)
+    page.route_web_socket(re.compile(r"/claudomator/api/ws"), lambda ws: None)  # mocked, idle
+    page.goto(server.url + "/claudomator/")
+    expect(page.locator("#tasks tbody tr", has_text="web-hello")).to_be_visible()
+    page.get_by_role("link", name="web-hello").click()
+    expect(page.locator("#log .entry.assistant").first).to_be_visible()
+    prefix = server.url + "/claudomator/"
+    assert asked and all(url.startswith(prefix) for url in asked), asked
+    assert any("/claudomator/api/executions/" in url for url in asked)
+
+
+def test_pause_and_resume_the_pool_from_the_header(page: Any) -> None:
+    pool = page.locator("#pool")
+    expect(pool).to_contain_text("slots busy")
+    page.get_by_role("button", name="Pause").click()
+    expect(pool).to_contain_text("paused: paused by hand")
+    page.get_by_role("button", name="Resume").click()
+    expect(pool).not_to_contain_text("paused")
