@@ -131,6 +131,9 @@ class Api:
         # it out of the collector's full passes, which otherwise stall the loop for ~150 ms now
         # and then (a WebSocket broadcast held up past 150 ms: bench/ws.py).
         gc.freeze()
+        # Fewer, not longer, young-generation passes: a fan-out to many WebSocket clients
+        # allocates a burst of short-lived objects, and each pass is a pause for all of them.
+        gc.set_threshold(max(gc.get_threshold()[0], 50_000), *gc.get_threshold()[1:])
         feeding = asyncio.create_task(self.feed.run(stop), name="api:feed")
         serving = asyncio.create_task(server.serve(sockets=[self.sock]), name="api:serve")
         log.info("api.listening", url=self.url, auth=self.auth)
