@@ -41,7 +41,7 @@ class Context:
     def reader(self) -> Reader:
         from claudomator.store.reader import Reader
 
-        return Reader(self.config.data_dir.database)
+        return Reader(self.config.database)
 
     def service(self, quiet: bool = False) -> Claudomator:
         """The service; `quiet` logs warnings only unless log.level was set explicitly (the
@@ -119,7 +119,7 @@ def init(ctx: Context) -> None:
         click.echo(f"wrote {data_dir.config_file}")
     else:
         click.echo(f"kept {data_dir.config_file} (already there)")
-    Store(data_dir.database).close()
+    Store(ctx.config.database).close()
     from claudomator.token import ensure_token, token_path
 
     ensure_token(data_dir.root)
@@ -368,7 +368,7 @@ def sources(ctx: Context, as_json: bool) -> None:
     if config.data_dir.database.exists():  # a read: never create the database
         from claudomator.store.db import Store
 
-        store = Store(config.data_dir.database)
+        store = Store(config.database)
         try:
             stored = {row["name"]: row for row in store.sources()}
         finally:

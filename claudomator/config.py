@@ -99,6 +99,31 @@ def _money(value: object) -> float:
     return number
 
 
+POSTGRESQL_SCHEMES = ("postgresql+psycopg://", "postgresql://")
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """A database URL fit to show: its password (in the authority or the query) masked."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+
+
+def is_postgresql_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRESQL_SCHEMES)
+
+
+def _database_url(value: object) -> str:
+    """ "" (SQLite in the data dir) or a PostgreSQL URL; the password never shown in errors."""
+    url = _text(value).strip()
+    if url and not is_postgresql_url(url):
+        raise ValueError(
+            f"{mask_url(url)!r} is not a PostgreSQL URL (postgresql+psycopg://user@host:5432/db); "
+            "leave it empty for SQLite in the data dir"
+        )
+    return url
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         if value not in choices:
@@ -157,6 +182,7 @@ class Key:
     default: Any  # as written in config.toml
     doc: str
     env: str = ""
+    shown: Callable[[Any], Any] | None = None  # how `claudomator config` shows it (secrets masked)
 
     @property
     def env_name(self) -> str:
@@ -165,6 +191,15 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("max_concurrency", "max_concurrency", _positive_int, 4, "executions running at once"),
+    Key(
+        "database_url",
+        "database_url",
+        _database_url,
+        "",
+        "the store: empty for SQLite in the data dir, or postgresql+psycopg://user@host:5432/db "
+        "to share one PostgreSQL",
+        shown=mask_url,
+    ),
     Key(
         "claude.binary",
         "claude_binary",
@@ -604,6 +639,7 @@ def home_dir(env: Mapping[str, str] | None = None) -> Path:
 class Config:
     data_dir: DataDir
     max_concurrency: int = 4
+    database_url: str = field(default="", repr=False)  # may hold a password
     claude_binary: str = "claude"
     claude_model: str = "sonnet"
     claude_timeout_s: float = 1800.0
@@ -633,6 +669,11 @@ class Config:
     # key name -> "default" | "config.toml" | "env CLAUDOMATOR_X" | "flag"
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
+    @property
+    def database(self) -> Path | str:
+        """Where the store lives: the PostgreSQL URL, or the SQLite file in the data dir."""
+        return self.database_url or self.data_dir.database
+
     def default_working_dir(self) -> str:
         return self.claude_working_dir or str(Path.home())
 
@@ -647,6 +688,8 @@ class Config:
             value = getattr(self, key.attr)
             if key.parse is parse_duration:
                 value = format_duration(value)
+            if key.shown is not None:
+                value = key.shown(value)
             rows.append((key.name, _toml_value(value), self.origins.get(key.name, "default")))
         for i, target in enumerate(self.notify):
             shown = f"{target.shown_url} {list(target.states)}" + (

@@ -7,7 +7,6 @@ executions and their durations, cost and tokens come from the tables; the pool f
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -25,22 +24,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from claudomator.store.reader import Reader
+
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
 DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-
-# Aggregates over the tables. TODO(store): move into `Reader.metrics()` (asked for), so that the
-# store keeps every SQL statement; until then they are read-only and use the documented columns.
-_EXECUTIONS = (
-    "SELECT state, COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
-    "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
-    "COALESCE(SUM(cache_creation_tokens), 0) FROM executions GROUP BY state"
-)
-_DURATIONS = (
-    "SELECT COUNT(*), COALESCE(SUM(d), 0), "
-    + ", ".join(f"COALESCE(SUM(d <= {b}), 0)" for b in DURATION_BUCKETS_S)
-    + " FROM (SELECT finished_at - started_at AS d FROM executions WHERE finished_at IS NOT NULL)"
-)
-_QUEUED = "SELECT COUNT(*), MIN(updated_at) FROM tasks WHERE state = 'QUEUED'"
 
 Status = Callable[[], dict[str, Any]]
 
@@ -50,7 +37,7 @@ class Metrics:
 
     def __init__(
         self,
-        database: Path,
+        database: Path | str,
         status: Status,
         notify_stats: Callable[[], dict[str, int]] | None = None,
     ) -> None:
@@ -75,16 +62,9 @@ class Metrics:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, database: Path, status: Status) -> None:
-        self.database = database
+    def __init__(self, database: Path | str, status: Status) -> None:
+        self.database = database  # the SQLite file or the PostgreSQL URL
         self.status = status
-
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        if not self.database.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
-        with closing(conn), closing(conn.execute(sql)) as cur:
-            return list(cur.fetchall())
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # figures come from the database at scrape time
@@ -101,8 +81,12 @@ class _StoreCollector(Collector):
         )
         cost = CounterMetricFamily("claudomator_cost_usd", "Money spent, as claude reported it")
         tokens = CounterMetricFamily("claudomator_tokens", "Tokens used", labels=["kind"])
+        with closing(Reader(self.database)) as reader:  # its own connection, per scrape
+            by_state = reader.execution_totals()
+            durations = reader.durations(DURATION_BUCKETS_S)
+            queued, oldest = reader.queue()
         totals = [0.0] * 5
-        for state, count, *sums in self._query(_EXECUTIONS):
+        for state, count, *sums in by_state:
             executions.add_metric([state], count)
             totals = [t + float(s) for t, s in zip(totals, sums, strict=True)]
         cost.add_metric([], totals[0])
@@ -114,8 +98,7 @@ class _StoreCollector(Collector):
         yield cost
         yield tokens
 
-        rows = self._query(_DURATIONS) or [(0, 0.0, *([0] * len(DURATION_BUCKETS_S)))]
-        count, total, *cumulative = rows[0]
+        count, total, *cumulative = durations
         buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
         yield HistogramMetricFamily(
             "claudomator_execution_duration_seconds",
@@ -124,7 +107,6 @@ class _StoreCollector(Collector):
             sum_value=total,
         )
 
-        queued, oldest = (self._query(_QUEUED) or [(0, None)])[0]
         pool = status["pool"]
         for name, doc, value in (
             ("claudomator_queue_depth", "Tasks QUEUED", queued),

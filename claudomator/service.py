@@ -45,8 +45,8 @@ class Claudomator:
     def __init__(self, config: Config) -> None:
         self.config = config
         config.data_dir.ensure()
-        self.store = Store(config.data_dir.database, aging_s=config.aging_s)
-        self.reader = Reader(config.data_dir.database)
+        self.store = Store(config.database, aging_s=config.aging_s)
+        self.reader = Reader(config.database)
         self.hub = Hub()
         self.runner = Runner(config)
         self.pool = Pool(config.max_concurrency)

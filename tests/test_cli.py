@@ -124,7 +124,16 @@ def test_read_commands_on_an_empty_data_dir(home: Path) -> None:
     assert not (home / "claudomator.db").exists()
 
 
-def test_run_json_list_status_logs(fake_claude: Path, work: Path, tmp_path: Path) -> None:
+def test_run_json_list_status_logs(
+    fake_claude: Path,
+    work: Path,
+    tmp_path: Path,
+    home: Path,
+    database: Path | str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if isinstance(database, str):  # the same commands against PostgreSQL: no SQLite file made
+        monkeypatch.setenv("CLAUDOMATOR_DATABASE_URL", database)
     batch = write(
         tmp_path / "b.yaml",
         "defaults: {tags: [ci]}\ntasks:\n"
@@ -168,6 +177,7 @@ def test_run_json_list_status_logs(fake_claude: Path, work: Path, tmp_path: Path
     raw = cli("logs", "--raw", tasks[0]["id"]).stdout
     assert all(json.loads(line) for line in raw.splitlines())
     assert cli("logs", "NOPE").returncode == 4
+    assert (home / "claudomator.db").exists() is isinstance(database, Path)
 
 
 def test_run_exit_code_and_progress_lines(fake_claude: Path, work: Path, tmp_path: Path) -> None:

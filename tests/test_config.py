@@ -115,3 +115,16 @@ def test_data_dir_permissions(tmp_path: Path) -> None:
     cfg.data_dir.ensure()
     for folder in [cfg.data_dir.root, cfg.data_dir.executions, *cfg.data_dir.spool.values()]:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_database_url_switches_the_store_and_hides_its_password(tmp_path: Path) -> None:
+    assert load_config(home=tmp_path, env={}).database == tmp_path / "claudomator.db"
+    url = "postgresql+psycopg://claudo:hunter22@db.example:5432/jobs?password=hunter22"
+    cfg = load_config(home=tmp_path, env={"CLAUDOMATOR_DATABASE_URL": url})
+    assert cfg.database == url
+    shown = dict((k, v) for k, v, _ in cfg.effective())["database_url"]
+    assert shown == '"postgresql+psycopg://claudo:***@db.example:5432/jobs?password=***"'
+    assert "hunter22" not in repr(cfg)
+    with pytest.raises(ConfigError, match="is not a PostgreSQL URL") as caught:
+        load_config(home=tmp_path, env={"CLAUDOMATOR_DATABASE_URL": "mysql://u:hunter22@h/db"})
+    assert "hunter22" not in str(caught.value)

@@ -24,6 +24,7 @@ OWNERS = {
     "yaml": {"taskfile"},
     "sqlmodel": {"store"},
     "sqlalchemy": {"store"},
+    "psycopg": {"store"},
     "watchfiles": {"sources"},
     "litestar": {"api"},
     "uvicorn": {"api"},

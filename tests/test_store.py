@@ -6,7 +6,10 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,24 +41,45 @@ def new_task(name: str = "a", **changes: object) -> NewTask:
     return NewTask(**base)  # type: ignore[arg-type]
 
 
+# Every test here runs on SQLite and on PostgreSQL (the `database` fixture in conftest.py).
+
+
+def raw(database: Path | str, sql: str) -> list[tuple[Any, ...]]:
+    """Plain SQL straight to the database, behind the store's back."""
+    if isinstance(database, Path):
+        with closing(sqlite3.connect(database)) as conn, conn:
+            return conn.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(database.replace("+psycopg", "", 1), autocommit=True) as pg:
+        cur = pg.execute(sql)
+        return cur.fetchall() if cur.description else []
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "claudomator.db")
-    yield s  # type: ignore[misc]
+def store(database: Path | str) -> Iterator[Store]:
+    s = Store(database)
+    yield s
     s.close()
 
 
-def test_new_database_is_private_and_versioned(tmp_path: Path, store: Store) -> None:
-    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
-            str(SCHEMA_VERSION),
-        )
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+@pytest.fixture
+def reader(database: Path | str) -> Iterator[Reader]:
+    with closing(Reader(database)) as r:
+        yield r
+
+
+def test_new_database_is_private_and_versioned(database: Path | str, store: Store) -> None:
+    assert raw(database, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    if isinstance(database, Path):
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
+        assert raw(database, "PRAGMA journal_mode") == [("wal",)]
     assert store.integrity_check() == "ok"
 
 
-def test_add_tasks_records_rows_and_events_together(store: Store) -> None:
+def test_add_tasks_records_rows_and_events_together(store: Store, reader: Reader) -> None:
     ids, events = store.add_tasks([new_task("a"), new_task("b", depends_on=["a"])])
     assert ids == sorted(ids)
     assert [(e["type"], e["task_id"], e["state"]) for e in events] == [
@@ -63,7 +87,6 @@ def test_add_tasks_records_rows_and_events_together(store: Store) -> None:
         ("task.queued", ids[0], "QUEUED"),
         ("task.created", ids[1], "PENDING"),
     ]
-    reader = Reader(store.path)
     assert [e["type"] for e in reader.events_after(0)] == [e["type"] for e in events]
     b = reader.task(ids[1])
     assert b is not None and b["depends_on_ids"] == [ids[0]] and b["state"] == "PENDING"
@@ -88,24 +111,27 @@ def test_held_tasks_stay_pending(store: Store) -> None:
     assert store.pick(10, time.time()) == [tid]
 
 
-def test_compare_and_set_gives_exactly_one_winner(store: Store) -> None:
+def test_compare_and_set_gives_exactly_one_winner(
+    store: Store, reader: Reader, tmp_path: Path
+) -> None:
     (tid,), _ = store.add_tasks([new_task()])
     assert (
         store.transition(tid, State.CANCELLED, expect=[State.QUEUED], reason="by hand") is not None
     )
-    assert store.start_execution(tid, store.path.parent) is None  # lost the race: no execution row
+    assert store.start_execution(tid, tmp_path) is None  # lost the race: no execution row
     assert store.transition(tid, State.CANCELLED, expect=[State.QUEUED]) is None
     with pytest.raises(TransitionError):
         store.transition(tid, State.RUNNING, expect=[State.COMPLETED])
-    reader = Reader(store.path)
     task = reader.task(tid)
     assert task is not None and task["state"] == "CANCELLED" and task["reason"] == "by hand"
     assert task["executions"] == []
 
 
-def test_cancel_racing_finish_yields_one_final_state(store: Store) -> None:
+def test_cancel_racing_finish_yields_one_final_state(
+    store: Store, reader: Reader, tmp_path: Path
+) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    started = store.start_execution(tid, store.path.parent)
+    started = store.start_execution(tid, tmp_path)
     assert started is not None
     eid, ev, _ = started
     assert ev["type"] == "task.started" and ev["attempts"] == 1
@@ -114,15 +140,15 @@ def test_cancel_racing_finish_yields_one_final_state(store: Store) -> None:
     # the runner's finish arrives second: the execution is recorded, the task stays CANCELLED
     events = store.finish_execution(eid, tid, state=State.COMPLETED, reason="", cost_usd=0.25)
     assert events == []
-    task = Reader(store.path).task(tid)
+    task = reader.task(tid)
     assert task is not None and task["state"] == "CANCELLED"
     assert task["executions"][0]["state"] == "COMPLETED" and task["cost_usd"] == 0.25
     assert store.finish_execution(eid, tid, state=State.FAILED, reason="again") == []
 
 
-def test_finish_then_retry_in_one_transaction(store: Store) -> None:
+def test_finish_then_retry_in_one_transaction(store: Store, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    eid, _, _ = store.start_execution(tid, store.path.parent) or ("", {}, {})
+    eid, _, _ = store.start_execution(tid, tmp_path) or ("", {}, {})
     events = store.finish_execution(
         eid,
         tid,
@@ -155,8 +181,8 @@ def test_pick_orders_by_priority_then_age_and_filters(store: Store) -> None:
     assert store.pick(10, time.time(), dispatcher="run:me") == [mine]
 
 
-def test_aging_lets_a_long_waiting_low_task_rise(tmp_path: Path) -> None:
-    store = Store(tmp_path / "aging.db", aging_s=0.05)
+def test_aging_lets_a_long_waiting_low_task_rise(database: Path | str) -> None:
+    store = Store(database, aging_s=0.05)
     (low,), _ = store.add_tasks([new_task("low", priority="low", priority_rank=2)])
     time.sleep(0.12)  # more than two aging intervals: low now ranks above a fresh high
     (high,), _ = store.add_tasks([new_task("high", priority="high", priority_rank=0)])
@@ -164,11 +190,10 @@ def test_aging_lets_a_long_waiting_low_task_rise(tmp_path: Path) -> None:
     store.close()
 
 
-def test_reader_lists_filters_and_masks(store: Store) -> None:
+def test_reader_lists_filters_and_masks(store: Store, reader: Reader) -> None:
     ids, _ = store.add_tasks(
         [new_task("alpha"), new_task("beta", tags=["nightly"]), new_task("gamma")]
     )
-    reader = Reader(store.path)
     assert [t["name"] for t in reader.list_tasks()] == ["gamma", "beta", "alpha"]
     assert [t["name"] for t in reader.list_tasks(tag="nightly")] == ["beta"]
     assert [t["name"] for t in reader.list_tasks(limit=1)] == ["gamma"]
@@ -179,20 +204,56 @@ def test_reader_lists_filters_and_masks(store: Store) -> None:
     assert task["spec"]["claude"]["env"] == {"API_TOKEN": "***", "MODE": "1"}
     assert "s3cret" not in json.dumps(reader.list_tasks()) + json.dumps(task)
     assert reader.counts() == {"QUEUED": 3}
+    assert [t["name"] for t in reader.list_tasks(search="50%_\\")] == []
+    assert [t["name"] for t in reader.list_tasks(ids=[ids[0], ids[2]])] == ["gamma", "alpha"]
+    assert reader.name_exists("beta") and not reader.name_exists("delta")
+    assert reader.cost_since(0) == 0.0 and reader.pool_state() == {}
+    store.set_pool_state(paused=True)
+    assert reader.pool_state() == {"paused": True}
+    assert reader.status(daily_budget_usd=0, slots=2)["pool"]["paused"] is True
 
 
-def test_reader_on_missing_database_answers_empty(tmp_path: Path) -> None:
-    reader = Reader(tmp_path / "nope.db")
+def test_reader_reads_executions_and_spend(store: Store, reader: Reader, tmp_path: Path) -> None:
+    (tid,), _ = store.add_tasks([new_task()])
+    eid, _, _ = store.start_execution(tid, tmp_path, owner_host="h", owner_pid=7) or ("", {}, {})
+    assert [r["execution_id"] for r in reader.running()] == [eid]
+    store.request_cancel(tid)
+    assert store.cancel_requested([tid]) == [tid]
+    store.finish_execution(eid, tid, state=State.COMPLETED, reason="", cost_usd=0.5, exit_code=0)
+    execution = reader.execution(eid)
+    assert execution is not None and execution["cost_usd"] == 0.5
+    assert execution["owner"] == {"host": "h", "pid": 7}
+    assert reader.latest_execution(tid) == execution
+    assert reader.cost_since(0) == 0.5 and reader.cost_since(time.time() + 60) == 0.0
+    task = reader.task(tid)
+    assert task is not None and task["state"] == "COMPLETED" and task["held"] is False
+    assert task["cost_usd"] == 0.5 and task["executions"] == [execution]
+    # the /metrics aggregates
+    assert reader.execution_totals() == [("COMPLETED", 1, 0.5, 0, 0, 0, 0)]
+    count, total, *buckets = reader.durations((1, 3600))
+    assert (count, buckets) == (1, [1, 1]) and 0 <= total < 1
+    assert reader.queue() == (0, None)
+    store.add_tasks([new_task("next")])
+    assert reader.queue()[0] == 1
+
+
+def test_reader_on_missing_database_answers_empty(reader: Reader, database: Path | str) -> None:
+    """No SQLite file, or a PostgreSQL database without the schema: empty, nothing created."""
     assert reader.list_tasks() == [] and reader.counts() == {} and reader.task("x") is None
     assert reader.cost_since(0) == 0.0
-    assert not (tmp_path / "nope.db").exists()
+    if isinstance(database, Path):
+        assert not database.exists()
+    else:
+        assert (
+            raw(database, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            == []
+        )
 
 
-def test_older_schema_is_upgraded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_schema_is_upgraded(database: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
     from claudomator.store import db, schema
 
-    path = tmp_path / "claudomator.db"
-    Store(path).close()
+    Store(database).close()
     # pretend the code moved on by one version with a migration that adds a column
     monkeypatch.setattr(db, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(
@@ -200,50 +261,108 @@ def test_older_schema_is_upgraded(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         SCHEMA_VERSION + 1,
         ["ALTER TABLE tasks ADD COLUMN extra TEXT DEFAULT ''"],
     )
-    Store(path).close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION + 1),)
-        assert "extra" in [r[1] for r in conn.execute("PRAGMA table_info(tasks)")]
+    Store(database).close()
+    assert raw(database, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION + 1),)
+    ]
+    assert raw(database, "SELECT extra FROM tasks") == []
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "claudomator.db"
-    Store(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '999'")
+def test_newer_schema_is_refused(database: Path | str) -> None:
+    Store(database).close()
+    raw(database, "UPDATE meta SET value = '999'")
     with pytest.raises(StoreError, match="newer than this claudomator"):
-        Store(path)
+        Store(database)
 
 
-def test_foreign_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "claudomator.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE tasks (x)")
+def test_foreign_file_is_refused(database: Path | str) -> None:
+    raw(database, "CREATE TABLE tasks (x TEXT)")
     with pytest.raises(StoreError, match="not a claudomator database"):
-        Store(path)
+        Store(database)
 
 
 WRITER = """
 import sys, time
 from claudomator.store.db import Store, NewTask
 from claudomator.state import State
-s = Store(__import__('pathlib').Path(sys.argv[1]))
+s = Store(sys.argv[1])
 for i in range(int(sys.argv[2])):
     (tid,), _ = s.add_tasks([NewTask(name=f'w{i}', spec_json='{}', priority='normal', priority_rank=1,
         tags=[], depends_on=[], retry_json='{}', source='t', source_path='')])
-    started = s.start_execution(tid, s.path.parent)
+    started = s.start_execution(tid, __import__('pathlib').Path(sys.argv[3]))
     if started:
         s.finish_execution(started[0], tid, state=State.COMPLETED, reason='')
 """
 
 
-def test_several_processes_write_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "claudomator.db"
-    Store(path).close()
+def processes(script: str, *args: str, n: int = 4) -> list[str]:
+    """Run `script` in `n` processes at once (released together); their stdouts."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), "60"], stderr=subprocess.PIPE)
-        for _ in range(4)
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args, str(time.time() + 1.0)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
     ]
-    errors = [p.communicate(timeout=60)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    assert Reader(path).counts() == {"COMPLETED": 240}
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, [e.decode() for _, e in outs]
+    return [o.decode() for o, _ in outs]
+
+
+def test_several_processes_write_at_once(
+    database: Path | str, reader: Reader, tmp_path: Path
+) -> None:
+    Store(database).close()
+    processes(WRITER, str(database), "60", str(tmp_path))
+    assert reader.counts() == {"COMPLETED": 240}
+
+
+MIGRATOR = """
+import sys, time
+from claudomator.store.db import Store
+time.sleep(max(0.0, float(sys.argv[-1]) - time.time()))
+Store(sys.argv[1]).close()
+"""
+
+
+def test_several_processes_create_the_schema_at_once(database: Path | str, reader: Reader) -> None:
+    """Nodes starting together on an empty database: one creates the schema (under an advisory
+    lock on PostgreSQL, the write lock on SQLite), the others find it made."""
+    processes(MIGRATOR, str(database), n=6)
+    assert raw(database, "SELECT key, value FROM meta") == [("schema_version", str(SCHEMA_VERSION))]
+    assert reader.counts() == {}
+
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from claudomator.store.db import Store
+s = Store(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[-1]) - time.time()))
+print("won" if s.start_execution(sys.argv[2], Path(sys.argv[3])) else "lost")
+"""
+
+
+def test_dispatchers_racing_for_one_task_exactly_one_wins(
+    store: Store, reader: Reader, database: Path | str, tmp_path: Path
+) -> None:
+    """`pick` only reads: every dispatcher may pick the same task; the compare-and-set
+    QUEUED → RUNNING of `start_execution` is the claim, and exactly one wins it."""
+    (tid,), _ = store.add_tasks([new_task()])
+    outs = processes(STARTER, str(database), tid, str(tmp_path), n=8)
+    assert sorted(o.strip() for o in outs) == ["lost"] * 7 + ["won"]
+    task = reader.task(tid)
+    assert task is not None and task["state"] == "RUNNING" and task["attempts"] == 1
+    assert len(task["executions"]) == 1
+
+
+def test_unreachable_postgresql_is_a_store_error_without_the_password() -> None:
+    url = "postgresql+psycopg://claudo:hunter22@127.0.0.1:1/jobs"
+    with pytest.raises(StoreError, match="cannot open the database") as opened:
+        Store(url)
+    with closing(Reader(url)) as reader, pytest.raises(StoreError) as read:
+        reader.counts()
+    for caught in (opened, read):
+        assert "claudo:***@127.0.0.1:1/jobs" in str(caught.value)
+        assert "hunter22" not in str(caught.value)

@@ -381,7 +381,7 @@ def create_app(
         feed = Feed(service.hub, service.reader, buffer=config.server_ws_buffer)
     if metrics is None:
         metrics = Metrics(
-            config.data_dir.database,
+            config.database,
             lambda: service.reader.status(
                 daily_budget_usd=config.daily_budget_usd, slots=service.pool.slots
             ),

@@ -90,7 +90,7 @@ class Api:
                 )
         self.sock = sock if sock is not None else bind(config.server_host, config.server_port)
         self.metrics = Metrics(
-            config.data_dir.database,
+            config.database,
             lambda: service.reader.status(
                 daily_budget_usd=config.daily_budget_usd, slots=service.pool.slots
             ),

@@ -2,8 +2,9 @@
 
 Two paths over the same tables, so that each costs only what it must:
 
-- `claudomator.store.reader`: reads with a plain DB-API connection (stdlib sqlite3), no SQLAlchemy
-  import, for the CLI's fast commands and for list endpoints;
+- `claudomator.store.reader`: reads with a plain DB-API connection (stdlib sqlite3, or psycopg for
+  a PostgreSQL `database_url`), no SQLAlchemy import, for the CLI's fast commands, list endpoints
+  and `/metrics`;
 - `claudomator.store.db`: the `Store` that creates and migrates the schema and makes every write
   (SQLAlchemy Core on the SQLModel tables; each state change a compare-and-set with its event in
   the same transaction).

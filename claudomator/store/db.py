@@ -3,6 +3,15 @@
 Each state change is a compare-and-set (`UPDATE … WHERE id = ? AND state IN (…)`) checked against
 the transition table, written with its event in one transaction; callers publish the returned
 events only after the commit.
+
+The same statements run on SQLite (the default: a file in the data dir) and on PostgreSQL
+(`database_url`). Writers are serialized the same way on both: SQLite's `BEGIN IMMEDIATE` takes the
+database's write lock up front; on PostgreSQL each write transaction first takes one
+transaction-scoped advisory lock, so the read-modify-write steps (pool state, sources, git versions)
+keep the semantics they were written for. Claiming a task needs neither: `pick` only reads, and the
+claim is the compare-and-set QUEUED → RUNNING in `start_execution`, which exactly one of any number
+of racing dispatchers wins on both databases (on PostgreSQL the row lock makes a concurrent UPDATE
+re-check `state` before it writes).
 """
 
 from __future__ import annotations
@@ -10,7 +19,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
-from claudomator.config import FILE_MODE
+from claudomator.config import FILE_MODE, is_postgresql_url, mask_url
 from claudomator.errors import StoreError, TransitionError
 from claudomator.ids import new_id
 from claudomator.state import FINAL_STATES, State, valid_transition
@@ -88,34 +98,68 @@ class NewTask:
     provenance_json: str = "{}"
 
 
-class Store:
-    """One database; safe to share between processes (WAL, busy timeout, immediate write locks)."""
+# pg_advisory_xact_lock keys: the schema's creation and migration, and every write transaction
+_MIGRATE_LOCK = 0x636C61756431  # "claud1"
+_WRITE_LOCK = 0x636C61756432  # "claud2"
 
-    def __init__(self, path: Path, *, aging_s: float = 600.0) -> None:
-        self.path = path
+
+class Store:
+    """One database, safe to share between processes: a SQLite file (WAL, busy timeout,
+    immediate write locks) or a PostgreSQL URL (`postgresql+psycopg://user@host:5432/db`)."""
+
+    def __init__(self, location: Path | str, *, aging_s: float = 600.0) -> None:
         self.aging_s = aging_s
-        new = not path.exists()
-        self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-        event.listen(self.engine, "connect", _sqlite_connect)
-        event.listen(self.engine, "begin", _sqlite_begin)
+        self.postgresql = is_postgresql_url(location)
+        self.path: Path | None = None  # the SQLite file
+        if self.postgresql:
+            url = str(location)
+            self.shown = mask_url(url)
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            new = False
+        else:
+            self.path = path = Path(location)
+            self.shown = str(path)
+            new = not path.exists()
+            self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         try:
             self._migrate()
         except SQLAlchemyError as e:
-            raise StoreError(f"{path}: cannot open the database: {e}") from e
-        if new:
-            path.chmod(FILE_MODE)
+            self.engine.dispose()
+            raise StoreError(f"{self.shown}: cannot open the database: {e}") from e
+        except BaseException:
+            self.engine.dispose()
+            raise
+        if new and self.path is not None:
+            self.path.chmod(FILE_MODE)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- schema --------------------------------------------------------------------------------
 
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A write transaction (see the module docstring for how writers are serialized)."""
+        with self.engine.begin() as conn:
+            if self.postgresql:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+            yield conn
+
+    def _tables(self, conn: Connection) -> set[str]:
+        if self.postgresql:
+            # nodes starting at once on an empty database: one creates, the others then see it
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATE_LOCK})")
+            sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type='table'"
+        return {r[0] for r in conn.exec_driver_sql(sql)}
+
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
-            tables = {
-                r[0]
-                for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = self._tables(conn)
             if "tasks" not in tables:
                 SQLModel.metadata.create_all(
                     conn,
@@ -133,7 +177,7 @@ class Store:
                 conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
             if "meta" not in tables:
-                raise StoreError(f"{self.path}: not a claudomator database (no meta table)")
+                raise StoreError(f"{self.shown}: not a claudomator database (no meta table)")
             version = int(
                 conn.execute(
                     select(META.c.value).where(META.c.key == "schema_version")
@@ -141,7 +185,7 @@ class Store:
             )
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this claudomator "
+                    f"{self.shown}: schema version {version} is newer than this claudomator "
                     f"({SCHEMA_VERSION}); upgrade claudomator"
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -155,6 +199,9 @@ class Store:
                 )
 
     def integrity_check(self) -> str:
+        """SQLite's own check of the file; PostgreSQL keeps its own consistency ("ok")."""
+        if self.postgresql:
+            return "ok"
         with self.engine.connect() as conn:
             return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar_one())
 
@@ -237,7 +284,7 @@ class Store:
         self, tasks: Sequence[NewTask], file_id: str = ""
     ) -> tuple[list[str], list[Event]]:
         """Record the tasks of one file in one transaction."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return self._insert_tasks(conn, tasks, file_id)
 
     def _insert_tasks(
@@ -325,7 +372,7 @@ class Store:
         if not files:
             return True
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             if version is not None:
                 source, path, blob, commit = version
                 seen = conn.execute(
@@ -356,7 +403,7 @@ class Store:
     def drop_files(self, file_ids: Sequence[str]) -> None:
         """Forget claims that did not happen (the file was gone)."""
         if file_ids:
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 conn.execute(FILES.delete().where(FILES.c.id.in_(list(file_ids))))
 
     def ingest(
@@ -367,7 +414,7 @@ class Store:
         out: dict[str, list[str]] = {}
         events: list[Event] = []
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for file_id, tasks, folder, name, error in entries:
                 if tasks:
                     ids, evs = self._insert_tasks(conn, tasks, file_id)
@@ -386,7 +433,7 @@ class Store:
         return out, events
 
     def set_file(self, file_id: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(FILES).where(FILES.c.id == file_id).values(updated_at=time.time(), **values)
             )
@@ -434,7 +481,7 @@ class Store:
         return dict(row) if row else None
 
     def set_source_state(self, name: str, kind: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             now = time.time()
             updated = conn.execute(
                 update(SOURCES).where(SOURCES.c.name == name).values(updated_at=now, **values)
@@ -470,7 +517,7 @@ class Store:
 
     def set_source_path(self, file_id: str, source_path: str) -> None:
         """A renamed task file: its tasks and file row follow the new path."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(TASKS).where(TASKS.c.file_id == file_id).values(source_path=source_path)
             )
@@ -485,7 +532,7 @@ class Store:
 
     def set_pool_state(self, **changes: Any) -> tuple[dict[str, Any], Event | None]:
         """Merge `changes` into the pool state; an event when something changed."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             value = conn.execute(select(META.c.value).where(META.c.key == "pool")).scalar()
             state: dict[str, Any] = json.loads(value) if value else {}
             new = {**state, **changes}
@@ -513,7 +560,7 @@ class Store:
     ) -> Event | None:
         """Compare-and-set: move the task to `to` only if it is in one of `expect` (and the table
         allows it). Returns the event, or None when the task was not in an expected state."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return self._cas(conn, task_id, to, expect, reason, values)
 
     def pick(self, limit: int, now: float, dispatcher: str = "") -> list[str]:
@@ -525,7 +572,7 @@ class Store:
 
     def release_dispatcher(self, dispatcher: str) -> None:
         """Tasks of a `run` that is gone: the servers may have them now."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(TASKS).where(TASKS.c.dispatcher == dispatcher).values(dispatcher="")
             )
@@ -545,7 +592,7 @@ class Store:
             )
 
     def release_hold(self, task_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(update(TASKS).where(TASKS.c.id == task_id).values(held=False))
 
     def dependency_states(
@@ -592,7 +639,7 @@ class Store:
         `executions_dir`); returns its id, the event and the task row (attempts already counted),
         or None if it lost the race."""
         execution_id = new_id()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             ev = self._cas(
                 conn,
                 task_id,
@@ -626,7 +673,7 @@ class Store:
         """Progress events (type, task id, execution id, data) in one transaction."""
         if not events:
             return []
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return [self._event(conn, t, task, ex, **data) for t, task, ex, data in events]
 
     def finish_execution(
@@ -647,7 +694,7 @@ class Store:
         RUNNING → `task_state` (default: `state`), then on to `then` (a retry), all in one
         transaction. Empty when the execution was already final (e.g. marked `interrupted` by
         another dispatcher): then nothing is written."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             events = [self._event(conn, t, task, ex, **data) for t, task, ex, data in progress]
             result = conn.execute(
                 _FINISH_EXECUTION,
@@ -683,7 +730,7 @@ class Store:
 
     def request_cancel(self, task_id: str) -> bool:
         """Flag the task's running execution for its owner to stop; False when none runs."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(EXECUTIONS)
                 .where(EXECUTIONS.c.task_id == task_id, EXECUTIONS.c.state == State.RUNNING.value)

@@ -1,7 +1,9 @@
-"""The read path: plain SQL over a DB-API connection (stdlib sqlite3), no SQLAlchemy import.
+"""The read path: plain SQL over a DB-API connection, no SQLAlchemy import.
 
-The CLI's `list` and `status` use it so that they start fast; a data dir without a database
-answers empty rather than fail.
+The CLI's `list` and `status` use it so that they start fast: stdlib sqlite3 for the SQLite file,
+psycopg (imported only then) for a PostgreSQL URL. The SQL is the same on both, written with `?`
+placeholders, which become `%s` for psycopg. A data dir without a database (or a PostgreSQL
+database without the schema) answers empty rather than fail.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from claudomator.config import is_postgresql_url, mask_url
+from claudomator.errors import StoreError
 from claudomator.store.rows import EXECUTION_COLUMNS, TASK_COLUMNS, execution_json, iso, task_json
 
 _COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
@@ -30,13 +34,38 @@ def _like_escape(text: str) -> str:
 
 
 class Reader:
-    """Reads tasks, executions, counts and spend straight from the database file."""
+    """Reads tasks, executions, counts and spend straight from the database: a SQLite file or a
+    PostgreSQL URL."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, location: Path | str) -> None:
+        self.postgresql = is_postgresql_url(location)
+        self.path = Path(location) if not self.postgresql else None
+        self._url = "postgresql://" + str(location).split("://", 1)[1] if self.postgresql else ""
+        self._conn: Any = None  # sqlite3.Connection or psycopg.Connection
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect_postgresql(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row)
+        except psycopg.Error as e:
+            raise StoreError(f"{mask_url(self._url)}: cannot connect: {e}") from e
+        try:
+            conn.execute("SELECT 1 FROM tasks LIMIT 1")
+        except psycopg.Error as e:
+            conn.close()
+            if isinstance(e, psycopg.errors.UndefinedTable):
+                return None  # the schema is not there yet: nothing to read
+            raise StoreError(f"{mask_url(self._url)}: {e}") from e
+        self._conn = conn
+        return conn
+
+    def _connect(self) -> Any:
+        if self.path is None:
+            return self._connect_postgresql()
         if self._conn is None:
             if not self.path.exists():
                 return None
@@ -56,12 +85,23 @@ class Reader:
             self._conn.close()
             self._conn = None
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows by column name (sqlite3.Row, or a dict from psycopg)."""
         conn = self._connect()
         if conn is None:
             return []
+        if self.postgresql:
+            import psycopg
+
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql.replace("?", "%s"), params)  # no literal ? or % in our SQL
+                    return list(cur.fetchall())
+            except psycopg.OperationalError as e:  # the server went away: reconnect next time
+                conn.close()
+                raise StoreError(f"{mask_url(self._url)}: {e}") from e
         with closing(conn.execute(sql, params)) as cur:
-            return cur.fetchall()
+            return list(cur.fetchall())
 
     def list_tasks(
         self,
@@ -169,13 +209,14 @@ class Reader:
         import json
 
         rows = self._rows("SELECT value FROM meta WHERE key = 'pool'")
-        return dict(json.loads(rows[0][0])) if rows else {}
+        return dict(json.loads(rows[0]["value"])) if rows else {}
 
     def name_exists(self, name: str) -> bool:
         return bool(self._rows("SELECT 1 FROM tasks WHERE name = ? LIMIT 1", [name]))
 
     def counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self._rows("SELECT state, COUNT(*) FROM tasks GROUP BY state")}
+        rows = self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
 
     def running(self) -> list[dict[str, Any]]:
         rows = self._rows(
@@ -198,9 +239,46 @@ class Reader:
 
     def cost_since(self, since: float) -> float:
         rows = self._rows(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM executions WHERE started_at >= ?", [since]
+            "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM executions WHERE started_at >= ?",
+            [since],
         )
-        return float(rows[0][0]) if rows else 0.0
+        return float(rows[0]["spent"]) if rows else 0.0
+
+    def _tuples(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows as tuples; every column needs its own name (psycopg's rows are dicts)."""
+        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._rows(sql)]
+
+    def execution_totals(self) -> list[tuple[Any, ...]]:
+        """For `/metrics`, per execution state: (state, count, cost, input, output, cache read and
+        cache creation tokens)."""
+        return self._tuples(
+            "SELECT state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0) AS cost, "
+            "COALESCE(SUM(input_tokens), 0) AS input, COALESCE(SUM(output_tokens), 0) AS output, "
+            "COALESCE(SUM(cache_read_tokens), 0) AS cache_read, "
+            "COALESCE(SUM(cache_creation_tokens), 0) AS cache_creation "
+            "FROM executions GROUP BY state"
+        )
+
+    def durations(self, buckets_s: Sequence[float]) -> tuple[Any, ...]:
+        """For `/metrics`, over finished executions: (count, total seconds, then how many took
+        at most each of `buckets_s`)."""
+        counts = ", ".join(
+            f"COALESCE(SUM(CASE WHEN d <= {float(b)!r} THEN 1 ELSE 0 END), 0) AS le{i}"
+            for i, b in enumerate(buckets_s)
+        )
+        rows = self._tuples(
+            f"SELECT COUNT(*) AS n, COALESCE(SUM(d), 0) AS total, {counts} FROM "
+            "(SELECT finished_at - started_at AS d FROM executions "
+            "WHERE finished_at IS NOT NULL) AS finished"
+        )
+        return rows[0] if rows else (0, 0.0, *([0] * len(buckets_s)))
+
+    def queue(self) -> tuple[int, float | None]:
+        """For `/metrics`: how many tasks are QUEUED, and since when the oldest has waited."""
+        rows = self._tuples(
+            "SELECT COUNT(*) AS n, MIN(updated_at) AS oldest FROM tasks WHERE state = 'QUEUED'"
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
 
     def events_after(self, after: int, limit: int = 1000) -> Iterator[dict[str, Any]]:
         import json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
@@ -134,7 +134,11 @@ class SourceRow(SQLModel, table=True):
 class EventRow(SQLModel, table=True):
     __tablename__ = "events"
 
-    id: int | None = Field(default=None, primary_key=True)  # monotonically increasing
+    # monotonically increasing: BIGSERIAL on PostgreSQL; on SQLite the rowid (INTEGER PRIMARY KEY)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
     at: float
     type: str  # dotted: task.created, task.queued, task.started, task.finished, ...
     task_id: str = Field(default="", index=True)
