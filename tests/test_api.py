@@ -389,3 +389,19 @@ def test_list_pages_are_fresh_after_changes_here_and_elsewhere(
     while client.get("/api/tasks").json()["items"][1]["state"] != "CANCELLED":
         assert time.monotonic() < deadline, "the page stayed stale"
         time.sleep(0.1)
+
+
+def test_costs_per_day_and_tag(client: httpx.Client) -> None:
+    assert client.get("/api/costs").json() == {"days": [], "tags": []}
+    tagged = {**TASK, "name": "tagged", "tags": ["nightly", "ci"]}
+    for body in (tagged, {**TASK, "name": "plain", "tags": []}):
+        task = client.post("/api/tasks", params={"run": "true"}, json=body).json()
+        wait_state(client, task["id"], {"COMPLETED"})
+    spent = client.get("/api/status").json()["cost_today_usd"]
+    costs = client.get("/api/costs", params={"days": 7}).json()
+    (today,) = costs["days"]
+    assert today["day"] == time.strftime("%Y-%m-%d") and today["cost_usd"] == pytest.approx(spent)
+    by_tag = {t["tag"]: t["cost_usd"] for t in costs["tags"]}
+    assert set(by_tag) == {"nightly", "ci", "(no tag)"}
+    assert by_tag["nightly"] == by_tag["ci"] == pytest.approx(spent - by_tag["(no tag)"])
+    assert client.get("/api/costs", params={"days": 0}).status_code == 400

@@ -33,6 +33,7 @@ from claudomator.api.openapi import complete_openapi
 from claudomator.api.page import PAGE_PATHS, PAGE_ROUTES
 from claudomator.api.shapes import (
     Batch,
+    Costs,
     Execution,
     Health,
     LogPage,
@@ -52,6 +53,7 @@ from claudomator.errors import (
 from claudomator.metrics import CONTENT_TYPE, Metrics
 from claudomator.secret import scrub_bytes, secret_values
 from claudomator.state import State as TaskState
+from claudomator.store.reader import start_of_today
 from claudomator.taskfile import parse_bytes, parse_object
 from claudomator.token import Tokens
 
@@ -305,6 +307,13 @@ async def status(request: Req) -> Status:
     return _status(_service(request))
 
 
+@get("/api/costs", summary="Spend per day and per tag over the last days")
+async def costs(request: Req, days: Annotated[int, QueryParameter(ge=1, le=366)] = 30) -> Costs:
+    """Per local day by when each execution started, and per tag (untagged: "(no tag)")."""
+    since = start_of_today() - (days - 1) * 86400.0
+    return cast(Costs, _service(request).reader.costs(since))
+
+
 @post("/api/pool/pause", status_code=200, summary="Start no new task until resume")
 async def pause(
     request: Req,
@@ -347,6 +356,7 @@ ROUTES = [
     get_execution,
     get_log,
     status,
+    costs,
     pause,
     resume,
     drain,

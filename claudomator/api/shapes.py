@@ -102,6 +102,21 @@ class Pool(TypedDict):
     busy: int
 
 
+class DayCost(TypedDict):
+    day: str  # YYYY-MM-DD, the server's local day
+    cost_usd: float
+
+
+class TagCost(TypedDict):
+    tag: str
+    cost_usd: float
+
+
+class Costs(TypedDict):
+    days: list[DayCost]  # oldest first; days without spend are left out
+    tags: list[TagCost]  # most spent first
+
+
 class Status(TypedDict):
     counts: dict[str, int]
     running: list[Running]

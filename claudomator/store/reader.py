@@ -237,6 +237,31 @@ class Reader:
             for r in rows
         ]
 
+    def costs(self, since: float) -> dict[str, list[dict[str, Any]]]:
+        """Spend since `since` per local day (by when each execution started) and per tag (a
+        task's executions count for each of its tags; untagged ones under "(no tag)")."""
+        import json
+        from datetime import datetime
+
+        by_day: dict[str, float] = {}
+        by_tag: dict[str, float] = {}
+        for r in self._rows(
+            "SELECT e.started_at, e.cost_usd, t.tags_json FROM executions e "
+            "JOIN tasks t ON t.id = e.task_id WHERE e.started_at >= ? AND e.cost_usd > 0",
+            [since],
+        ):
+            day = datetime.fromtimestamp(r["started_at"]).date().isoformat()
+            by_day[day] = by_day.get(day, 0.0) + r["cost_usd"]
+            for tag in json.loads(r["tags_json"]) or ["(no tag)"]:
+                by_tag[tag] = by_tag.get(tag, 0.0) + r["cost_usd"]
+        return {
+            "days": [{"day": d, "cost_usd": round(c, 10)} for d, c in sorted(by_day.items())],
+            "tags": [
+                {"tag": t, "cost_usd": round(c, 10)}
+                for t, c in sorted(by_tag.items(), key=lambda kv: -kv[1])
+            ],
+        }
+
     def cost_since(self, since: float) -> float:
         rows = self._rows(
             "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM executions WHERE started_at >= ?",

@@ -272,25 +272,10 @@ async function create(event) {
 // -- cost ----------------------------------------------------------------------------------
 
 async function loadCost() {
-  const tasks = [];
-  let cursor = null;
-  for (let i = 0; i < 20; i++) {
-    const page = await api("api/tasks", { params: { limit: 500, cursor } });
-    tasks.push(...page.items);
-    cursor = page.next_cursor;
-    if (!cursor) break;
-  }
-  const byDay = new Map();
-  const byTag = new Map();
-  for (const task of tasks) {
-    if (!task.cost_usd) continue;
-    const day = (task.updated_at || task.created_at || "").slice(0, 10) || "unknown";
-    byDay.set(day, (byDay.get(day) || 0) + task.cost_usd);
-    for (const tag of task.tags.length ? task.tags : ["(no tag)"]) byTag.set(tag, (byTag.get(tag) || 0) + task.cost_usd);
-  }
-  const days = [...byDay.entries()].sort(([a], [b]) => b.localeCompare(a)).slice(0, 30);
-  const tags = [...byTag.entries()].sort(([, a], [, b]) => b - a).slice(0, 20);
-  $("#cost-note").textContent = `From ${tasks.length} tasks${cursor ? " (the newest 10 000)" : ""}: each task's spend on the day it last changed (UTC).`;
+  const costs = await api("api/costs", { params: { days: 30 } });
+  const days = costs.days.map((d) => [d.day, d.cost_usd]).reverse();
+  const tags = costs.tags.slice(0, 20).map((t) => [t.tag, t.cost_usd]);
+  $("#cost-note").textContent = "The last 30 days: each execution's cost on the day it started (the server's local time); a task's cost counts for each of its tags.";
   $("#cost-day").replaceChildren(barChart(days, "Spend per day"));
   $("#cost-tag").replaceChildren(barChart(tags, "Spend per tag"));
 }
