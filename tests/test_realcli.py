@@ -34,6 +34,9 @@ def mock(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[MockAnthropic]:
     scenario, params = request.param
+    # CI=true (set by CI itself) makes the real CLI exit on SIGINT without its final result
+    # line: the environment of these tests is a user's, not a CI job's
+    monkeypatch.delenv("CI", raising=False)
     with MockAnthropic(scenario, **params) as api:
         home = tmp_path / "claude-home"
         home.mkdir()

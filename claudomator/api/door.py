@@ -7,7 +7,8 @@ Three checks, in this order, each answered in the API's one error shape:
 2. a browser's `Origin` must be this server or one of `server.cors_origins` (cross-site requests
    and WebSocket hijacking; browsers send Origin on every cross-site request) → 403;
 3. when auth is on, a token: `Authorization: Bearer …` (or `?token=` on the WebSocket, which
-   browsers cannot give headers) → 401; a read-only token on anything but GET/HEAD → 403.
+   browsers cannot give headers) → 401; a read-only token on anything but GET/HEAD (and POST /api/validate, which
+   records nothing) → 403.
    `GET /api/health` and the web page (`/`, `/ui/…`) need none: they reveal nothing.
 """
 
@@ -35,6 +36,8 @@ from claudomator.api.errors import error_body
 from claudomator.token import Tokens
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+# POSTs that only read: checking a task file records nothing, so a read-only token may
+READING_POSTS = frozenset({"/api/validate"})
 OPEN_PATHS = frozenset({"/api/health", "/"})
 OPEN_PAGE = "/ui/"  # the web page's static files: they hold no data, the page asks for a token
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -150,7 +153,11 @@ class Door:
             access = self.tokens.access(_token(scope, headers, websocket=not http))
             if access is None:
                 denied = (401, "unauthorized", "a valid API token is required")
-            elif access == "read" and method not in SAFE_METHODS:
+            elif (
+                access == "read"
+                and method not in SAFE_METHODS
+                and str(scope.get("path", "")) not in READING_POSTS
+            ):
                 denied = (403, "read_only", "this token can read but not act")
         if denied is None:
             await self.app(scope, receive, send)
