@@ -364,15 +364,7 @@ def sources(ctx: Context, as_json: bool) -> None:
     from claudomator.store.rows import iso
 
     config = ctx.config
-    stored: dict[str, dict[str, Any]] = {}
-    if config.data_dir.database.exists():  # a read: never create the database
-        from claudomator.store.db import Store
-
-        store = Store(config.database)
-        try:
-            stored = {row["name"]: row for row in store.sources()}
-        finally:
-            store.close()
+    stored = {row["name"]: row for row in ctx.reader().sources()}
     rows = []
     for source in config.sources:
         state = stored.get(source.name, {})

@@ -262,6 +262,15 @@ class Reader:
             ],
         }
 
+    def sources(self) -> list[dict[str, Any]]:
+        """Each source's progress: the last commit ingested and what is wrong."""
+        return [
+            dict(r)
+            for r in self._rows(
+                "SELECT name, kind, last_commit, error, updated_at FROM sources ORDER BY name"
+            )
+        ]
+
     def cost_since(self, since: float) -> float:
         rows = self._rows(
             "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM executions WHERE started_at >= ?",
