@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from claudomator.config import config_template
+from tests.poll import wait_for
 
 
 def cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -198,16 +198,6 @@ def test_run_refuses_invalid_files_and_records_nothing(fake_claude: Path, tmp_pa
     out = cli("run", str(good), str(bad))
     assert out.returncode == 1 and "claude: missing required field" in out.stderr
     assert json.loads(cli("list", "--json").stdout) == []
-
-
-def wait_for(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def running_task() -> dict[str, Any] | None:

@@ -10,11 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.poll import wait_for
 
 
 class Server:
@@ -71,16 +73,6 @@ class Server:
                 str(p.relative_to(top)) for p in top.rglob("*") if not p.is_dir() or p.is_symlink()
             ) if top.exists() else []  # fmt: skip
         return out
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture
