@@ -21,6 +21,7 @@ from claudomator.errors import ClaudomatorError, NotFoundError, TaskFileError
 from claudomator.state import FINAL_STATES, State
 
 if TYPE_CHECKING:
+    from claudomator.events import Subscription
     from claudomator.service import Claudomator
     from claudomator.store.reader import Reader
 
@@ -41,7 +42,13 @@ class Context:
     def reader(self) -> Reader:
         from claudomator.store.reader import Reader
 
-        return Reader(self.config.database)
+        reader = Reader(self.config.database)
+        if reader.outdated():  # written by an older claudomator: migrate it first (rare)
+            from claudomator.store.db import Store
+
+            reader.close()
+            Store(self.config.database).close()
+        return reader
 
     def service(self, quiet: bool = False) -> Claudomator:
         """The service; `quiet` logs warnings only unless log.level was set explicitly (the
@@ -289,10 +296,49 @@ def status(ctx: Context, task_id: str | None, as_json: bool) -> None:
     if pool["paused"]:
         until = f" until {pool['until']}" if pool["until"] else ""
         click.echo(f"pool: not starting new tasks: {pool['reason']}{until}")
+    nodes = data["nodes"]
     for r in data["running"]:
+        where = f" on {r['owner']['node']}" if len(nodes) > 1 and r["owner"]["node"] else ""
         click.echo(
-            f"running: {r['task_id']} {r['name']} for {r['elapsed_s']}s, {_money(r['cost_usd'])}"
+            f"running: {r['task_id']} {r['name']}{where} for {r['elapsed_s']}s, "
+            f"{_money(r['cost_usd'])}"
         )
+    if len(nodes) > 1:
+        click.echo("nodes: " + ", ".join(f"{n['id']} {_node_state(n)}" for n in nodes))
+
+
+def _node_state(node: dict[str, Any]) -> str:
+    if node["state"] == "up" and node["expired"]:
+        return f"silent {node['heartbeat_age_s']:.0f}s"
+    if node["state"] == "up":
+        return f"up {node['busy']}/{node['slots']}"
+    return str(node["state"])
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of nodes.")
+@pass_ctx
+def nodes(ctx: Context, as_json: bool) -> None:
+    """The nodes sharing this database: slots, last heartbeat, what each runs."""
+    rows = ctx.reader().nodes()
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no nodes: none has run `claudomator serve` or `run` on this database")
+        return
+    shown = [
+        {
+            **n,
+            "state": _node_state(n),
+            "where": f"{n['host']}:{n['pid']}",
+            "beat": f"{n['heartbeat_age_s']:.0f}s ago",
+            "tasks": " ".join(r["name"] for r in n["running"]) or "-",
+        }
+        for n in rows
+    ]
+    columns = [("id", "NODE"), ("kind", "KIND"), ("state", "STATE"), ("where", "HOST:PID")]
+    _table(shown, [*columns, ("slots", "SLOTS"), ("beat", "HEARTBEAT"), ("tasks", "RUNNING")])
 
 
 def _show_task(task: dict[str, Any]) -> None:
@@ -582,7 +628,10 @@ async def _run(service: Claudomator, files: list[Path], *, progress: bool) -> li
 
     ids = service.submit_files(files, source="run")
     service.recover()
-    printer = asyncio.create_task(_print_progress(service, time.monotonic())) if progress else None
+    printer = None
+    if progress:  # subscribed before the first claim publishes anything
+        sub = service.hub.subscribe()
+        printer = asyncio.create_task(_print_progress(sub, time.monotonic()))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(
@@ -599,8 +648,7 @@ async def _run(service: Claudomator, files: list[Path], *, progress: bool) -> li
     return service.reader.list_tasks(ids=ids, limit=None)[::-1]
 
 
-async def _print_progress(service: Claudomator, t0: float) -> None:
-    sub = service.hub.subscribe()
+async def _print_progress(sub: Subscription, t0: float) -> None:
     try:
         while True:
             event = await sub.get()

@@ -307,6 +307,27 @@ KEYS: tuple[Key, ...] = (
         0,
         "once today's spend reaches this, nothing new starts; 0 means no limit",
     ),
+    Key(
+        "node.id",
+        "node_id",
+        _text,
+        "",
+        "this node's name among the nodes sharing one database; empty: made once per data dir",
+    ),
+    Key(
+        "node.heartbeat",
+        "heartbeat_s",
+        parse_duration,
+        "10s",
+        "a node renews its lease this often",
+    ),
+    Key(
+        "node.lease",
+        "lease_s",
+        parse_duration,
+        "30s",
+        "a node silent this long is lost: another node fails its running tasks (`node lost`)",
+    ),
     Key("server.host", "server_host", _text, "127.0.0.1", "address the HTTP API binds to"),
     Key("server.port", "server_port", _port, 8484, "port the HTTP API listens on"),
     Key(
@@ -656,6 +677,9 @@ class Config:
     aging_s: float = 600.0
     max_requeues: int = 10
     daily_budget_usd: float = 0.0
+    node_id: str = ""
+    heartbeat_s: float = 10.0
+    lease_s: float = 30.0
     server_host: str = "127.0.0.1"
     server_port: int = 8484
     server_auth: bool = False
@@ -775,7 +799,15 @@ def load_config(
         values[name] = _check(KEYS_BY_NAME[name], value, "--" + name.replace(".", "-"))
         origins[name] = "flag"
     kwargs = {(KEYS_BY_NAME[n].attr if n in KEYS_BY_NAME else n): v for n, v in values.items()}
-    return Config(data_dir=data_dir, origins=origins, **kwargs)
+    config = Config(data_dir=data_dir, origins=origins, **kwargs)
+    if not 0 < config.heartbeat_s < config.lease_s:
+        raise ConfigError(
+            f"node.lease ({format_duration(config.lease_s)}, from "
+            f"{origins.get('node.lease', 'default')}) must be longer than node.heartbeat "
+            f"({format_duration(config.heartbeat_s)}, from "
+            f"{origins.get('node.heartbeat', 'default')}), and the heartbeat above zero"
+        )
+    return config
 
 
 def _check(key: Key, value: object, where: str) -> Any:

@@ -73,3 +73,7 @@ class TransitionError(StoreError):
 
 class RunnerError(ClaudomatorError):
     """claude could not be run."""
+
+
+class LeaseLost(StoreError):
+    """This node's lease expired or another node marked it lost: it must not claim."""

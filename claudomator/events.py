@@ -1,7 +1,8 @@
 """The in-process hub: events (immutable facts with a dotted type) fanned out to subscribers.
 
 Publishing never blocks: each subscriber has a bounded queue, and one that falls too far behind is
-dropped and told so by a final `hub.overflow` event.
+dropped and told so by a final `hub.overflow` event. Events other nodes committed (PostgreSQL)
+are published as `remote`: a subscriber that acts once per event cluster-wide (webhooks) skips them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ Event = dict[str, Any]
 
 
 class Subscription:
-    def __init__(self, hub: Hub, maxsize: int) -> None:
+    def __init__(self, hub: Hub, maxsize: int, remote: bool) -> None:
         self.hub = hub
+        self.remote = remote
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.closed = False
 
@@ -29,8 +31,9 @@ class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(self, maxsize: int = 1000, *, remote: bool = True) -> Subscription:
+        """`remote=False`: only this node's own events."""
+        sub = Subscription(self, maxsize, remote)
         self._subs.add(sub)
         return sub
 
@@ -38,8 +41,10 @@ class Hub:
         self._subs.discard(sub)
         sub.closed = True
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, *, remote: bool = False) -> None:
         for sub in list(self._subs):
+            if remote and not sub.remote:
+                continue
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -179,7 +179,7 @@ class Notifier:
         if not self.targets:
             await stop.wait()
             return
-        sub = hub.subscribe(10_000)
+        sub = hub.subscribe(10_000, remote=False)
         async with httpx.AsyncClient(
             timeout=self.timeout_s,
             follow_redirects=False,
@@ -214,7 +214,7 @@ class Notifier:
                 batch.append(sub.queue.get_nowait())
             if any(e.get("type") == "hub.overflow" for e in batch):
                 log.warning("notify.overflow")  # fell behind: some events were not seen
-                sub = hub.subscribe(10_000)
+                sub = hub.subscribe(10_000, remote=False)
                 batch = [e for e in batch if e.get("type") != "hub.overflow"]
             for note in self.decide(batch, time.time()):
                 self.offer(note)

@@ -137,6 +137,18 @@ def process_tree(pid: int | None, execution_id: str | None = None) -> list[psuti
     return list(found.values())
 
 
+def leftovers() -> dict[str, list[psutil.Process]]:
+    """Every process on this host that belongs to an execution, by execution id."""
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if execution_id := proc.environ().get(EXECUTION_ENV):
+                found.setdefault(execution_id, []).append(proc)
+    return found
+
+
 def process_started(pid: int) -> float | None:
     """The start time of process `pid`, or None when there is none."""
     try:

@@ -20,14 +20,22 @@ import structlog
 
 from claudomator import failpoint
 from claudomator.config import Config
-from claudomator.errors import ClaudomatorError, NotFoundError, TransitionError
+from claudomator.errors import ClaudomatorError, LeaseLost, NotFoundError, TransitionError
 from claudomator.events import Event, Hub
 from claudomator.pool import Pool
-from claudomator.runner import Runner, RunResult, kill_tree, process_started, process_tree
+from claudomator.runner import (
+    Runner,
+    RunResult,
+    kill_tree,
+    leftovers,
+    process_started,
+    process_tree,
+)
 from claudomator.schedule import Gate, after_execution, dependency_verdict, owner_gone, pool_gate
 from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, MANUAL_RETRY_ONLY, State
 from claudomator.store.db import NewTask, Store
+from claudomator.store.nodes import Nodes
 from claudomator.store.reader import Reader, start_of_today
 from claudomator.stream import Outcome, Progress, StreamState
 from claudomator.task import PRIORITY_RANK, RetryPolicy, TaskSpec
@@ -35,6 +43,7 @@ from claudomator.taskfile import ParsedFile, parse_file
 
 if TYPE_CHECKING:
     from claudomator.intake import Intake
+    from claudomator.node import Membership
 
 log = structlog.get_logger("claudomator.service")
 
@@ -59,6 +68,15 @@ class Claudomator:
         self.max_requeues = config.max_requeues
         self._spent: tuple[float, float, float] | None = None  # (day, spent, when summed)
         self._spent_dirty = False
+        self.nodes = Nodes(self.store)
+        self.membership: Membership | None = None  # `serve` and `run`: this process as a node
+        self._claimed: dict[str, tuple[str, Event, dict[str, Any]]] = {}  # claimed, not started
+        self._lost: set[str] = set()  # executions to stop: this node's lease was lost
+        self._executions: dict[str, str] = {}  # task id -> its execution running here
+
+    @property
+    def node_id(self) -> str:
+        return self.membership.id if self.membership else ""
 
     def close(self) -> None:
         self.reader.close()
@@ -83,6 +101,20 @@ class Claudomator:
                 asyncio.get_running_loop().call_soon(self._sync_files, list(files))
             except RuntimeError:
                 self._sync_files(list(files))
+
+    def publish_remote(self, events: Iterable[Event]) -> None:
+        """Events another node committed: to the hub (the API's clients), and the folders of the
+        files this node ingested follow whichever node ran their tasks."""
+        files: dict[str, None] = {}
+        for event in events:
+            if event.get("file_id") and event["type"] in ("task.started", "task.finished"):
+                files[event["file_id"]] = None
+            if event["type"] == "task.finished":
+                self._spent_dirty = True  # the daily budget is the cluster's
+            self.hub.publish(event, remote=True)
+        self.pool.wake()
+        if files:
+            self._sync_files(list(files))
 
     def _sync_files(self, file_ids: list[str]) -> None:
         if self.intake is not None:
@@ -238,17 +270,20 @@ class Claudomator:
 
     async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
         """One execution of a QUEUED task, start to recorded end. Never leaves it RUNNING."""
-        started = self.store.start_execution(
-            task_id,
-            self.config.data_dir.executions,
-            owner_host=self.host,
-            owner_pid=self.pid,
-            owner_started=self.started,
-        )
+        started = self._claimed.pop(task_id, None)
         if started is None:
-            return
-        execution_id, event, row = started
-        self.publish([event])
+            try:
+                started = self.store.start_execution(
+                    task_id, self.config.data_dir.executions, **self._owner()
+                )
+            except LeaseLost:
+                self._doubt()
+                return
+            if started is None:
+                return
+            self.publish([started[1]])
+        execution_id, _, row = started
+        self._executions[task_id] = execution_id
         spec = TaskSpec.model_validate_json(row["config_json"])
         # Progress is written in batches, with the final record or every quarter second, and
         # coalesced: the latest of each kind per batch (a tool call carries the count so far),
@@ -274,6 +309,10 @@ class Claudomator:
         def record(result: RunResult) -> None:
             for handle in flushing:
                 handle.cancel()
+            self._executions.pop(task_id, None)
+            if execution_id in self._lost:  # stopped because this node was found lost
+                self._lost.discard(execution_id)
+                result = dataclasses.replace(result, outcome=Outcome(State.FAILED, "node lost"))
             self._record(task_id, execution_id, row, result, list(pending.values()))
 
         try:
@@ -403,29 +442,23 @@ class Claudomator:
                     self._settle_dependents(dep["id"])
 
     def recover(self) -> list[str]:
-        """Executions left RUNNING by a process that is gone end FAILED `interrupted` (then the
-        retry policy applies), and whatever is left of their process tree is ended."""
+        """Executions left RUNNING by a process on this host that is gone end FAILED
+        `interrupted` (then the retry policy applies), and whatever is left of their process tree
+        is ended; so do those of nodes found lost (`reap`)."""
         interrupted = []
         for ex in self.store.running_executions():
             alive = process_started(ex["owner_pid"]) if ex["owner_pid"] else None
-            if not owner_gone(
+            if owner_gone(
                 owner_host=ex["owner_host"],
                 owner_pid=ex["owner_pid"],
                 owner_started=ex["owner_started"],
                 this_host=self.host,
                 alive_started=alive,
             ):
-                continue
-            # every process of the execution carries its id in the environment
-            kill_tree(process_tree(None, ex["id"]))
-            row = self.store.task_row(ex["task_id"]) or {}
-            events = self._finish(
-                ex["task_id"], ex["id"], row, Outcome(State.FAILED, "interrupted")
-            )
-            self.publish(events)
-            if events and events[-1]["state"] in FINAL_STATES:
-                self._settle_dependents(ex["task_id"])
-            interrupted.append(ex["id"])
+                # every process of the execution carries its id in the environment
+                kill_tree(process_tree(None, ex["id"]))
+                self._fail_execution(ex["task_id"], ex["id"], "interrupted")
+                interrupted.append(ex["id"])
         for dispatcher in self.store.dispatchers():
             _, host, pid, started = [*dispatcher.split(":"), "", "", "0", "0"][:4]
             if dispatcher != self.identity and owner_gone(
@@ -435,12 +468,104 @@ class Claudomator:
                 this_host=self.host,
                 alive_started=process_started(int(pid)),
             ):
-                # a `run` that died: what it never started ends CANCELLED, never runs unasked
-                for task in self.reader.list_tasks(limit=None, dispatcher=dispatcher):
-                    if task["state"] in (State.PENDING.value, State.QUEUED.value):
-                        self.cancel_if(task["id"], [State(task["state"])], "interrupted")
-                self.store.release_dispatcher(dispatcher)
+                self._abandon_run(dispatcher)
+        self.reap()
         return interrupted
+
+    def _fail_execution(self, task_id: str, execution_id: str, reason: str) -> None:
+        row = self.store.task_row(task_id) or {}
+        events = self._finish(task_id, execution_id, row, Outcome(State.FAILED, reason))
+        self.publish(events)
+        if events and events[-1]["state"] in FINAL_STATES:
+            self._settle_dependents(task_id)
+
+    def _abandon_run(self, dispatcher: str) -> None:
+        """A `run` that died: what it never started ends CANCELLED, never runs unasked."""
+        for task in self.reader.list_tasks(limit=None, dispatcher=dispatcher):
+            if task["state"] in (State.PENDING.value, State.QUEUED.value):
+                self.cancel_if(task["id"], [State(task["state"])], "interrupted")
+        self.store.release_dispatcher(dispatcher)
+
+    # -- the cluster ---------------------------------------------------------------------------
+
+    def join(self, kind: str) -> None:
+        """Become a node (`serve`: the data dir's node id; `run`: its own identity) and hold a
+        lease; refused while another live process holds the same id."""
+        from claudomator import __version__
+        from claudomator.node import Membership, node_id_for
+
+        config = self.config
+        if kind == "run":
+            node_id = self.identity
+        else:
+            node_id = node_id_for(config.data_dir.root, config.node_id, self.host)
+        membership = Membership(
+            self.nodes,
+            node_id,
+            kind=kind,
+            host=self.host,
+            pid=self.pid,
+            process_started=self.started,
+            heartbeat_s=config.heartbeat_s,
+            lease_s=config.lease_s,
+            data_dir=str(config.data_dir.root),
+            slots=self.pool.slots,
+            version=__version__,
+        )
+        self.publish([membership.join(process_started)])
+        self.membership = membership
+        if kind == "serve":
+            self.store.node = node_id
+            self.nodes.adopt_files(node_id)
+            # what this node ran before it was lost or killed, and is no longer its to run
+            for execution_id, procs in leftovers().items():
+                if self.nodes.execution_owner(execution_id) == node_id:
+                    log.warning("node.leftover_killed", execution_id=execution_id)
+                    kill_tree(procs)
+
+    def leave(self) -> None:
+        if self.membership is not None:
+            event = self.membership.leave()
+            self.publish([event] if event else [])
+
+    def reap(self) -> None:
+        """Other nodes whose lease expired are lost: their RUNNING executions end FAILED `node
+        lost` (then the retry policy applies), their `run` tasks not started end CANCELLED."""
+        for node_id in self.nodes.expired():
+            if node_id != self.node_id and (event := self.nodes.mark_lost(node_id)):
+                log.warning("node.lost", node=node_id)
+                self.publish([event])
+        lost = [ex for ex in self.nodes.lost_executions() if ex["owner_node"] != self.node_id]
+        if lost:  # a lost node on this host may have left its claude processes running
+            here = leftovers()
+            for ex in lost:
+                kill_tree(here.get(ex["id"], []))
+                self._fail_execution(ex["task_id"], ex["id"], "node lost")
+        for dispatcher in self.nodes.lost_runs():
+            if dispatcher != self.node_id:
+                self._abandon_run(dispatcher)
+
+    def _lease_lost(self) -> None:
+        """This node was found lost (it was stalled or cut off past its lease): stop what it runs
+        (each records nothing, or `node lost` if no other node has yet), then join again."""
+        for task_id in list(self.pool.running):
+            if execution_id := self._executions.get(task_id):
+                self._lost.add(execution_id)
+            self.pool.cancel(task_id)
+        if self.membership is not None:
+            self.publish([self.membership.join(process_started)])
+
+    def _doubt(self) -> None:
+        if self.membership is not None:
+            self.membership.doubt.set()
+
+    def _owner(self) -> dict[str, Any]:
+        return {
+            "owner_host": self.host,
+            "owner_pid": self.pid,
+            "owner_started": self.started,
+            "owner_node": self.node_id,
+        }
 
     # -- the pool's state ----------------------------------------------------------------------
 
@@ -497,9 +622,37 @@ class Claudomator:
                     )
                 return []
             told = ""
-            return self.store.pick(n, time.time(), self.identity)
+            return self._claim(n, self.identity)
 
-        await self.pool.run(pick, self.execute, lambda: not self._open, tick=self._check_cancels)
+        self.join("run")
+        stop = asyncio.Event()
+        beside = asyncio.create_task(self._membership(stop), name="node")
+        try:
+            await self.pool.run(
+                pick, self.execute, lambda: not self._open, tick=self._check_cancels
+            )
+        finally:
+            stop.set()
+            await beside
+            self.leave()
+
+    async def _membership(self, stop: asyncio.Event) -> None:
+        if self.membership is not None:
+            await self.membership.run(stop, self.reap, self._lease_lost)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        """Other nodes' events into this node's hub (PostgreSQL only)."""
+        if self.store.postgresql:
+            from claudomator.store.relay import Relay
+
+            relay = Relay(
+                self.config.database_url,
+                self.store.channel,
+                self.node_id,
+                self.reader,
+                self.publish_remote,
+            )
+            await relay.run(stop)
 
     async def serve(
         self, also: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None
@@ -526,6 +679,7 @@ class Claudomator:
         lock = DispatcherLock(self.config.data_dir.root / "dispatcher.lock")
         try:
             lock.acquire(f"pid {self.pid} on {self.host}")
+            self.join("serve")
             self.intake = intake = Intake(self)
             sources = None
             if self.config.sources:
@@ -548,11 +702,19 @@ class Claudomator:
             )
             watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
             beside = asyncio.create_task(also(stop), name="serve:also") if also else None
+            done = asyncio.Event()  # the lease is held until the last execution ended
+            cluster = [
+                asyncio.create_task(self._membership(done), name="node"),
+                asyncio.create_task(self._relay(done), name="node:relay"),
+            ]
             gitting = (
                 asyncio.create_task(sources.run(stop), name="sources:git") if sources else None
             )
             log.info(
-                "serve.started", data_dir=str(self.config.data_dir.root), slots=self.pool.slots
+                "serve.started",
+                data_dir=str(self.config.data_dir.root),
+                node=self.node_id,
+                slots=self.pool.slots,
             )
             try:
                 await self.pool.run(self._pick, self.execute, lambda: False, 0.25, self._tick)
@@ -563,6 +725,9 @@ class Claudomator:
                     await gitting
                 if beside is not None:
                     await beside
+                done.set()
+                await asyncio.gather(*cluster)
+                self.leave()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -573,7 +738,21 @@ class Claudomator:
     def _pick(self, n: int) -> list[str]:
         if not self.gate().open:
             return []
-        return self.store.pick(n, time.time())
+        return self._claim(n)
+
+    def _claim(self, n: int, dispatcher: str = "") -> list[str]:
+        """Claim up to `n` tasks in one transaction; `execute` then runs each."""
+        try:
+            claimed = self.store.claim(
+                n, time.time(), self.config.data_dir.executions, dispatcher, **self._owner()
+            )
+        except LeaseLost:
+            self._doubt()
+            return []
+        for started in claimed:
+            self._claimed[started[1]["task_id"]] = started
+        self.publish([started[1] for started in claimed])
+        return [started[1]["task_id"] for started in claimed]
 
     def _tick(self) -> None:
         """Every round of the serve loop: cancel requests, files still being written, `run`

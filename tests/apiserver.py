@@ -100,6 +100,7 @@ class LiveServer:
             serving = asyncio.create_task(api.run(stop))
             running = None
             if self.pool:
+                service.join("serve")  # a node, as under `serve`
                 running = asyncio.create_task(
                     service.pool.run(
                         lambda n: service.store.pick(n, time.time()) if service.gate().open else [],

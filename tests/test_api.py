@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -308,8 +309,20 @@ def test_no_secret_in_responses_or_logs(
 
 def test_status_and_pool_actions(client: httpx.Client) -> None:
     status = client.get("/api/status").json()
-    assert set(status) == {"counts", "running", "cost_today_usd", "daily_budget_usd", "pool"}
+    assert set(status) == {
+        "counts", "running", "cost_today_usd", "daily_budget_usd", "pool", "nodes",
+    }  # fmt: skip
     assert status["pool"]["paused"] is False and status["pool"]["slots"] == 4
+    [node] = status["nodes"]
+    assert (node["kind"], node["state"], node["slots"], node["expired"]) == (
+        "serve",
+        "up",
+        4,
+        False,
+    )
+    assert client.get("/api/nodes").json() == [
+        {**node, "heartbeat_at": ANY, "heartbeat_age_s": ANY}
+    ]
     paused = client.post("/api/pool/pause", params={"reason": "lunch"}).json()["pool"]
     assert paused["paused"] and paused["reason"] == "lunch"
     task = client.post("/api/tasks", params={"run": "true"}, json=TASK).json()

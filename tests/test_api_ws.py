@@ -61,6 +61,8 @@ def test_every_event_of_a_task_in_order(server: LiveServer, client: httpx.Client
     with ws(server) as conn:
         task = client.post("/api/tasks", params={"run": "true"}, json=TASK).json()
         events = receive_until(conn, finished(task["id"]))
+    if events[0]["type"] == "node.up":  # the server joining, if it came after the connect
+        events = events[1:]
     types = [e["type"] for e in events]
     assert types[:3] == ["task.created", "task.queued", "task.started"]
     assert "execution.tool_call" in types and "execution.cost" in types
@@ -140,7 +142,8 @@ def test_a_slow_client_is_told_and_dropped_without_slowing_anyone(
     big = "x" * 200_000  # a long name: each event is large, so the socket fills fast
     with ws(server, max_queue=1, max_size=None) as slow, ws(server, max_size=None) as fast:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            reading = pool.submit(receive_until, fast, lambda e: e["name"].endswith("x59"), 30)
+            last = lambda e: e.get("name", "").endswith("x59")  # noqa: E731
+            reading = pool.submit(receive_until, fast, last, 30)
             t0 = time.monotonic()
             ids = []
             for i in range(60):
@@ -148,7 +151,8 @@ def test_a_slow_client_is_told_and_dropped_without_slowing_anyone(
                 ids.append(task["id"])
             assert time.monotonic() - t0 < 20  # the API did not wait for the slow client
             got = reading.result()
-        assert [e["task_id"] for e in got] == ids  # the fast one has everything
+        tasks = [e["task_id"] for e in got if e["type"].startswith("task.")]
+        assert tasks == ids  # the fast one has everything
         received = []
         with pytest.raises(ConnectionClosed) as info:
             for _ in range(200):

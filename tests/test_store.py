@@ -222,7 +222,7 @@ def test_reader_reads_executions_and_spend(store: Store, reader: Reader, tmp_pat
     store.finish_execution(eid, tid, state=State.COMPLETED, reason="", cost_usd=0.5, exit_code=0)
     execution = reader.execution(eid)
     assert execution is not None and execution["cost_usd"] == 0.5
-    assert execution["owner"] == {"host": "h", "pid": 7}
+    assert execution["owner"] == {"host": "h", "pid": 7, "node": ""}
     assert reader.latest_execution(tid) == execution
     assert reader.cost_since(0) == 0.5 and reader.cost_since(time.time() + 60) == 0.0
     task = reader.task(tid)

@@ -37,6 +37,7 @@ from claudomator.api.shapes import (
     Execution,
     Health,
     LogPage,
+    Node,
     Problem,
     Status,
     Task,
@@ -307,6 +308,11 @@ async def status(request: Req) -> Status:
     return _status(_service(request))
 
 
+@get("/api/nodes", summary="The nodes sharing the database: slots, heartbeat, what each runs")
+async def nodes(request: Req) -> list[Node]:
+    return cast(list[Node], _service(request).reader.nodes())
+
+
 @get("/api/costs", summary="Spend per day and per tag over the last days")
 async def costs(request: Req, days: Annotated[int, QueryParameter(ge=1, le=366)] = 30) -> Costs:
     """Per local day by when each execution started, and per tag (untagged: "(no tag)")."""
@@ -356,6 +362,7 @@ ROUTES = [
     get_execution,
     get_log,
     status,
+    nodes,
     costs,
     pause,
     resume,

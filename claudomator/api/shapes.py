@@ -36,6 +36,33 @@ class Tokens(TypedDict):
 class Owner(TypedDict):
     host: str
     pid: int
+    node: str  # the node that runs it ("" before nodes existed)
+
+
+class NodeRunning(TypedDict):
+    task_id: str
+    name: str
+    execution_id: str
+
+
+class Node(TypedDict):
+    id: str
+    kind: Literal["serve", "run"]
+    host: str
+    pid: int
+    state: Literal["up", "stopped", "lost"]
+    expired: bool  # up, but its lease ran out: the next check marks it lost
+    slots: int
+    busy: int
+    running: list[NodeRunning]
+    heartbeat_at: str | None
+    heartbeat_age_s: float
+    heartbeat_s: float
+    lease_s: float
+    started_at: str | None
+    stopped_at: str | None
+    data_dir: str
+    version: str
 
 
 class Execution(TypedDict):
@@ -123,6 +150,7 @@ class Status(TypedDict):
     cost_today_usd: float
     daily_budget_usd: float | None
     pool: Pool
+    nodes: list[Node]
 
 
 class LogPage(TypedDict):

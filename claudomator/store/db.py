@@ -8,10 +8,13 @@ The same statements run on SQLite (the default: a file in the data dir) and on P
 (`database_url`). Writers are serialized the same way on both: SQLite's `BEGIN IMMEDIATE` takes the
 database's write lock up front; on PostgreSQL each write transaction first takes one
 transaction-scoped advisory lock, so the read-modify-write steps (pool state, sources, git versions)
-keep the semantics they were written for. Claiming a task needs neither: `pick` only reads, and the
-claim is the compare-and-set QUEUED → RUNNING in `start_execution`, which exactly one of any number
-of racing dispatchers wins on both databases (on PostgreSQL the row lock makes a concurrent UPDATE
-re-check `state` before it writes).
+keep the semantics they were written for, and event ids are committed in order (the WebSocket feed
+relies on it). A claim (`claim`, `start_execution`) is the compare-and-set QUEUED → RUNNING, which
+exactly one of any number of racing nodes wins on both databases.
+
+On PostgreSQL each write transaction that wrote events ends with a NOTIFY on the channel
+`claudomator:<schema>` naming the node and the events' ids, so every other node's hub
+(`store.relay`) hears of them at commit.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    Float,
     Table,
     bindparam,
     create_engine,
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -41,7 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from claudomator.config import FILE_MODE, is_postgresql_url, mask_url
-from claudomator.errors import StoreError, TransitionError
+from claudomator.errors import LeaseLost, StoreError, TransitionError
 from claudomator.ids import new_id
 from claudomator.state import FINAL_STATES, State, valid_transition
 from claudomator.store.schema import (
@@ -53,6 +58,7 @@ from claudomator.store.schema import (
     FileRow,
     GitVersionRow,
     MetaRow,
+    NodeRow,
     SourceRow,
     TaskRow,
 )
@@ -65,6 +71,7 @@ FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
 DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
 GIT_VERSIONS: Table = SQLModel.metadata.tables[GitVersionRow.__tablename__]
 SOURCES: Table = SQLModel.metadata.tables[SourceRow.__tablename__]
+NODES: Table = SQLModel.metadata.tables[NodeRow.__tablename__]
 
 Event = dict[str, Any]
 
@@ -109,6 +116,7 @@ class Store:
 
     def __init__(self, location: Path | str, *, aging_s: float = 600.0) -> None:
         self.aging_s = aging_s
+        self.node = ""  # the node using this store: its spool files, its name on notifications
         self.postgresql = is_postgresql_url(location)
         self.path: Path | None = None  # the SQLite file
         if self.postgresql:
@@ -126,6 +134,7 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_begin)
         try:
             self._migrate()
+            self.channel = self._channel()
         except SQLAlchemyError as e:
             self.engine.dispose()
             raise StoreError(f"{self.shown}: cannot open the database: {e}") from e
@@ -144,9 +153,26 @@ class Store:
     def _begin(self) -> Iterator[Connection]:
         """A write transaction (see the module docstring for how writers are serialized)."""
         with self.engine.begin() as conn:
-            if self.postgresql:
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
-            yield conn
+            if not self.postgresql:
+                yield conn
+                return
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+            ids: list[int] = []
+            conn.info["event_ids"] = ids
+            try:
+                yield conn
+            finally:
+                conn.info.pop("event_ids", None)
+            if ids:  # delivered at commit, to every listening node
+                payload = f"{self.node} {ids[0]} {ids[-1]}"
+                conn.execute(_NOTIFY, {"p_channel": self.channel, "p_payload": payload})
+
+    @property
+    def now_sql(self) -> Any:
+        """The database's clock in epoch seconds, as SQL: nodes' leases are judged by one clock."""
+        if self.postgresql:
+            return literal_column("extract(epoch from clock_timestamp())", Float)
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
 
     def _tables(self, conn: Connection) -> set[str]:
         if self.postgresql:
@@ -172,6 +198,7 @@ class Store:
                         DEPENDENCIES,
                         GIT_VERSIONS,
                         SOURCES,
+                        NODES,
                     ],
                 )
                 conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -190,13 +217,24 @@ class Store:
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[step]:
-                    conn.exec_driver_sql(statement)
+                    if isinstance(statement, str):
+                        conn.exec_driver_sql(statement)
+                    else:
+                        SQLModel.metadata.tables[str(statement.__tablename__)].create(conn)
             if version != SCHEMA_VERSION:
                 conn.execute(
                     update(META)
                     .where(META.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
+
+    def _channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this store's events: one per schema (channels are
+        database-wide, and several clusters may share a database in their own schemas)."""
+        if not self.postgresql:
+            return ""
+        with self.engine.connect() as conn:
+            return f"claudomator:{conn.exec_driver_sql('SELECT current_schema()').scalar_one()}"
 
     def integrity_check(self) -> str:
         """SQLite's own check of the file; PostgreSQL keeps its own consistency ("ok")."""
@@ -222,8 +260,11 @@ class Store:
                 "data_json": json.dumps(data),
             },
         )
+        event_id = result.inserted_primary_key[0]  # type: ignore[index]
+        if (ids := conn.info.get("event_ids")) is not None:
+            ids.append(event_id)
         return {
-            "id": result.inserted_primary_key[0],  # type: ignore[index]
+            "id": event_id,
             "type": type_,
             "at": at,
             "task_id": task_id,
@@ -241,6 +282,7 @@ class Store:
         values: dict[str, Any],
         bump_attempts: bool = False,
         execution_id: str = "",
+        node: str = "",
     ) -> Event | None:
         allowed = [s.value for s in expect if valid_transition(s, to)]
         if not allowed:
@@ -268,6 +310,7 @@ class Store:
             cost_usd=round(float(cost), 10),
             **({"not_before": values["not_before"]} if values.get("not_before") else {}),
             **({"file_id": row.file_id} if row.file_id else {}),
+            **({"node": node} if node else {}),
         )
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -393,7 +436,8 @@ class Store:
             conn.execute(
                 insert(FILES),
                 [
-                    {"id": i, "source": s, "rel_path": r, "folder": "staging", "name": n,
+                    {"id": i, "node": self.node, "source": s, "rel_path": r, "folder": "staging",
+                     "name": n,
                      "provenance_json": provenance_json, "created_at": now, "updated_at": now}
                     for i, s, r, n in files
                 ],
@@ -440,12 +484,18 @@ class Store:
 
     def files(self, folders: Iterable[str]) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(FILES).where(FILES.c.folder.in_(list(folders)))).mappings()
+            rows = conn.execute(
+                select(FILES).where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
+            ).mappings()
             return [dict(r) for r in rows]
 
     def file(self, file_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(FILES).where(FILES.c.id == file_id)).mappings().first()
+            row = (
+                conn.execute(select(FILES).where(FILES.c.id == file_id, FILES.c.node == self.node))
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     def file_tasks(self, file_id: str) -> list[dict[str, Any]]:
@@ -504,6 +554,7 @@ class Store:
                 conn.execute(
                     select(FILES)
                     .where(
+                        FILES.c.node == self.node,
                         FILES.c.source == source,
                         FILES.c.rel_path == rel_path,
                         FILES.c.folder.in_(list(folders)),
@@ -637,37 +688,62 @@ class Store:
     ) -> tuple[str, Event, dict[str, Any]] | None:
         """QUEUED → RUNNING with a new execution row (attempt n+1, its log paths under
         `executions_dir`); returns its id, the event and the task row (attempts already counted),
-        or None if it lost the race."""
-        execution_id = new_id()
+        or None if it lost the race. `values` name the owner (`owner_node` etc.)."""
         with self._begin() as conn:
-            ev = self._cas(
-                conn,
-                task_id,
-                State.RUNNING,
-                [State.QUEUED],
-                "",
-                {},
-                bump_attempts=True,
-                execution_id=execution_id,
-            )
-            if ev is None:
-                return None
-            row = conn.execute(_TASK_FOR_EXECUTION, {"p_id": task_id}).one()
-            folder = executions_dir / execution_id
-            conn.execute(
-                _INSERT_EXECUTION,
-                {
-                    "id": execution_id,
-                    "task_id": task_id,
-                    "attempt": row.attempts,
-                    "state": State.RUNNING.value,
-                    "started_at": time.time(),
-                    "stdout_path": str(folder / "stdout.log"),
-                    "stderr_path": str(folder / "stderr.log"),
-                    **values,
-                },
-            )
-            return execution_id, ev, dict(row._mapping)
+            self._check_lease(conn, values.get("owner_node", ""))
+            return self._start(conn, task_id, executions_dir, values)
+
+    def claim(
+        self, limit: int, now: float, executions_dir: Path, dispatcher: str = "", **values: Any
+    ) -> list[tuple[str, Event, dict[str, Any]]]:
+        """Up to `limit` tasks `pick` would choose, started (as by `start_execution`) in one
+        transaction: nodes racing for the queue never collide on a task."""
+        with self._begin() as conn:
+            self._check_lease(conn, values.get("owner_node", ""))
+            params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
+            ids = list(conn.execute(_PICK, params).scalars())
+            started = [self._start(conn, task_id, executions_dir, values) for task_id in ids]
+            return [s for s in started if s is not None]
+
+    def _check_lease(self, conn: Connection, node: str) -> None:
+        """A node claims only while its lease holds (it may have been stalled past it)."""
+        held = _LEASE_HELD.where(NODES.c.heartbeat_at + NODES.c.lease_s >= self.now_sql)
+        if node and conn.execute(held, {"p_node": node}).first() is None:
+            raise LeaseLost(f"node {node}: its lease expired or it was marked lost")
+
+    def _start(
+        self, conn: Connection, task_id: str, executions_dir: Path, values: dict[str, Any]
+    ) -> tuple[str, Event, dict[str, Any]] | None:
+        execution_id = new_id()
+        ev = self._cas(
+            conn,
+            task_id,
+            State.RUNNING,
+            [State.QUEUED],
+            "",
+            {},
+            bump_attempts=True,
+            execution_id=execution_id,
+            node=values.get("owner_node", ""),
+        )
+        if ev is None:
+            return None
+        row = conn.execute(_TASK_FOR_EXECUTION, {"p_id": task_id}).one()
+        folder = executions_dir / execution_id
+        conn.execute(
+            _INSERT_EXECUTION,
+            {
+                "id": execution_id,
+                "task_id": task_id,
+                "attempt": row.attempts,
+                "state": State.RUNNING.value,
+                "started_at": time.time(),
+                "stdout_path": str(folder / "stdout.log"),
+                "stderr_path": str(folder / "stderr.log"),
+                **values,
+            },
+        )
+        return execution_id, ev, dict(row._mapping)
 
     def add_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
         """Progress events (type, task id, execution id, data) in one transaction."""
@@ -707,6 +783,11 @@ class Store:
                 },
             )
             if result.rowcount != 1:
+                # already ended by another node (this one was found lost): its result stands,
+                # but money spent is spent, and the daily budget must count it
+                if values.get("cost_usd") and all(k in values for k in _SPEND):
+                    spend = {f"s_{k}": values[k] for k in _SPEND}
+                    conn.execute(_LATE_SPEND, {"p_id": execution_id, **spend})
                 return events
             first = task_state or state
             ev = self._cas(
@@ -769,6 +850,20 @@ class Store:
 
 
 _INSERT_EVENT = insert(EVENTS)
+_SPEND = (
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "model_usage_json",
+)
+_LATE_SPEND = (
+    update(EXECUTIONS)
+    .where(EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.cost_usd < bindparam("s_cost_usd"))
+    .values({k: bindparam(f"s_{k}") for k in _SPEND})
+)
+_NOTIFY = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))
 _INSERT_TASK = insert(TASKS)
 _PLACE_FILE = update(FILES).where(FILES.c.id == bindparam("p_id"))
 _INSERT_EXECUTION = insert(EXECUTIONS)
@@ -781,6 +876,7 @@ _TASK_FOR_EXECUTION = select(
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
 )
+_LEASE_HELD = select(NODES.c.id).where(NODES.c.id == bindparam("p_node"), NODES.c.state == "up")
 _PICK = (
     select(TASKS.c.id)
     .where(

@@ -20,6 +20,8 @@ from claudomator.config import is_postgresql_url, mask_url
 from claudomator.errors import StoreError
 from claudomator.store.rows import EXECUTION_COLUMNS, TASK_COLUMNS, execution_json, iso, task_json
 
+# the schema this reader reads (store.schema.SCHEMA_VERSION; a test keeps them equal)
+SCHEMA_VERSION = 2
 _COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
 
 
@@ -182,11 +184,16 @@ class Reader:
 
     def status(self, *, daily_budget_usd: float, slots: int) -> dict[str, Any]:
         """What `claudomator status` and `GET /api/status` show: counts by state, running tasks,
-        today's spend (local day) against the budget, and the pool (paused, why, until when)."""
+        today's spend (local day) against the budget, the pool (paused, why, until when; the
+        slots of every live node, else `slots`) and the nodes."""
         from claudomator.schedule import pool_gate
         from claudomator.state import State
 
         running = self.running()
+        nodes = self.nodes(running)
+        live = [n for n in nodes if n["state"] == "up" and not n["expired"]]
+        if live:  # the cluster's slots, this node's among them
+            slots = sum(n["slots"] for n in live)
         spent = self.cost_since(start_of_today())
         state = self.pool_state()
         gate = pool_gate(state, now=time.time(), spent_today=spent, daily_budget=daily_budget_usd)
@@ -203,6 +210,7 @@ class Reader:
                 "slots": slots,
                 "busy": len(running),
             },
+            "nodes": nodes,
         }
 
     def pool_state(self) -> dict[str, Any]:
@@ -220,9 +228,9 @@ class Reader:
 
     def running(self) -> list[dict[str, Any]]:
         rows = self._rows(
-            "SELECT e.id, e.task_id, t.name, e.started_at, e.cost_usd, e.owner_host, e.owner_pid "
-            "FROM executions e JOIN tasks t ON t.id = e.task_id WHERE e.state = 'RUNNING' "
-            "ORDER BY e.id"
+            "SELECT e.id, e.task_id, t.name, e.started_at, e.cost_usd, e.owner_host, e.owner_pid, "
+            "e.owner_node FROM executions e JOIN tasks t ON t.id = e.task_id "
+            "WHERE e.state = 'RUNNING' ORDER BY e.id"
         )
         now = time.time()
         return [
@@ -232,10 +240,60 @@ class Reader:
                 "name": r["name"],
                 "elapsed_s": round(now - r["started_at"], 1),
                 "cost_usd": r["cost_usd"],
-                "owner": {"host": r["owner_host"], "pid": r["owner_pid"]},
+                "owner": {"host": r["owner_host"], "pid": r["owner_pid"], "node": r["owner_node"]},
             }
             for r in rows
         ]
+
+    def outdated(self) -> bool:
+        """Whether the database has an older schema than this reader reads (migrate it first)."""
+        rows = self._rows("SELECT value FROM meta WHERE key = 'schema_version'")
+        return bool(rows) and int(rows[0]["value"]) < SCHEMA_VERSION
+
+    def clock(self) -> float:
+        """The database's time: leases are judged by it (the hosts' clocks may differ)."""
+        if not self.postgresql:
+            return time.time()
+        rows = self._rows("SELECT extract(epoch from clock_timestamp()) AS now")
+        return float(rows[0]["now"]) if rows else time.time()
+
+    def nodes(self, running: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Every node that ever ran here, live ones first, each with what it runs now."""
+        now = self.clock()
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for r in self.running() if running is None else running:
+            by_node.setdefault(r["owner"]["node"], []).append(
+                {"task_id": r["task_id"], "name": r["name"], "execution_id": r["execution_id"]}
+            )
+        out = []
+        for r in self._rows(
+            "SELECT id, kind, host, pid, state, slots, heartbeat_at, heartbeat_s, lease_s, "
+            "started_at, stopped_at, data_dir, version FROM nodes "
+            "ORDER BY CASE state WHEN 'up' THEN 0 WHEN 'lost' THEN 1 ELSE 2 END, id"
+        ):
+            runs = by_node.get(r["id"], [])
+            out.append(
+                {
+                    "id": r["id"],
+                    "kind": r["kind"],
+                    "host": r["host"],
+                    "pid": r["pid"],
+                    "state": r["state"],
+                    "expired": r["state"] == "up" and r["heartbeat_at"] + r["lease_s"] < now,
+                    "slots": r["slots"],
+                    "busy": len(runs),
+                    "running": runs,
+                    "heartbeat_at": iso(r["heartbeat_at"]),
+                    "heartbeat_age_s": round(max(0.0, now - r["heartbeat_at"]), 1),
+                    "heartbeat_s": r["heartbeat_s"],
+                    "lease_s": r["lease_s"],
+                    "started_at": iso(r["started_at"]),
+                    "stopped_at": iso(r["stopped_at"]),
+                    "data_dir": r["data_dir"],
+                    "version": r["version"],
+                }
+            )
+        return out
 
     def costs(self, since: float) -> dict[str, list[dict[str, Any]]]:
         """Spend since `since` per local day (by when each execution started) and per tag (a

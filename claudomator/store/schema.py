@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class TaskRow(SQLModel, table=True):
@@ -46,7 +46,11 @@ class TaskRow(SQLModel, table=True):
 class ExecutionRow(SQLModel, table=True):
     __tablename__ = "executions"
     # today's spend (the daily budget) without a scan: a covering index
-    __table_args__ = (Index("ix_executions_spend", "started_at", "cost_usd"),)
+    __table_args__ = (
+        Index("ix_executions_spend", "started_at", "cost_usd"),
+        # what runs, and on which node: the lease check reads it every second
+        Index("ix_executions_running", "state", "owner_node"),
+    )
 
     id: str = Field(primary_key=True)
     task_id: str = Field(foreign_key="tasks.id", index=True)
@@ -77,6 +81,7 @@ class ExecutionRow(SQLModel, table=True):
     owner_host: str = ""
     owner_pid: int = 0
     owner_started: float = 0.0  # the owner's process start time (pids are reused)
+    owner_node: str = ""  # the node (`nodes.id`) that runs it: its lease vouches for it
     cancel_requested: bool = False
 
 
@@ -96,6 +101,7 @@ class FileRow(SQLModel, table=True):
     __tablename__ = "files"
 
     id: str = Field(primary_key=True)
+    node: str = Field(default="", index=True)  # the node whose spool folders hold it
     source: str  # "inbox", or "@<source name>"
     rel_path: str  # where it was found, relative to its source
     folder: str  # staging | queued | running | done | rejected | deleted
@@ -131,6 +137,29 @@ class SourceRow(SQLModel, table=True):
     updated_at: float
 
 
+class NodeRow(SQLModel, table=True):
+    """A process that executes tasks: a `serve` (one per data dir) or a `run`. It renews its lease
+    every heartbeat; once `heartbeat_at + lease_s` has passed, any other node marks it `lost` and
+    fails its RUNNING executions. Times are the database's clock, so hosts' clocks may differ."""
+
+    __tablename__ = "nodes"
+
+    id: str = Field(primary_key=True)
+    kind: str  # "serve" | "run"
+    host: str
+    pid: int
+    process_started: float  # the process's start time (pids are reused)
+    data_dir: str = ""
+    slots: int = 0
+    version: str = ""
+    state: str  # "up" | "stopped" | "lost"
+    heartbeat_s: float
+    lease_s: float
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None = None
+
+
 class EventRow(SQLModel, table=True):
     __tablename__ = "events"
 
@@ -153,6 +182,15 @@ class MetaRow(SQLModel, table=True):
     value: str
 
 
-# Each migration takes the schema from version N-1 to N: a list of portable SQL statements.
-# Version 1 is the tables above, created by `SQLModel.metadata.create_all`.
-MIGRATIONS: dict[int, list[str]] = {}
+# Each migration takes the schema from version N-1 to N: a list of portable SQL statements, or
+# of tables to create from the models above (so a migrated database equals a new one).
+# Version 1 was the tables above without `nodes` and the node columns.
+MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
+    2: [
+        NodeRow,
+        "ALTER TABLE executions ADD COLUMN owner_node VARCHAR NOT NULL DEFAULT ''",
+        "CREATE INDEX ix_executions_running ON executions (state, owner_node)",
+        "ALTER TABLE files ADD COLUMN node VARCHAR NOT NULL DEFAULT ''",
+        "CREATE INDEX ix_files_node ON files (node)",
+    ],
+}

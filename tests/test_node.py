@@ -1,0 +1,379 @@
+"""Nodes: ids per data dir, who may take an id (a table), leases judged by the database's clock,
+`node lost`, claims refused without a lease, the migration that brought nodes, and the relay of
+other nodes' events (PostgreSQL LISTEN/NOTIFY). Store tests run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, Table, create_engine, insert, inspect
+from sqlmodel import SQLModel
+
+from claudomator.config import load_config
+from claudomator.errors import ConfigError, LeaseLost
+from claudomator.node import may_take, node_id_for
+from claudomator.service import Claudomator
+from claudomator.state import State
+from claudomator.store.db import NODES, Store
+from claudomator.store.nodes import Nodes
+from claudomator.store.reader import SCHEMA_VERSION as READER_SCHEMA
+from claudomator.store.reader import Reader
+from claudomator.store.relay import Relay, parse_payload
+from claudomator.store.schema import SCHEMA_VERSION
+from tests.test_store import new_task, raw
+
+ROW = {
+    "id": "n1", "state": "up", "host": "h1", "pid": 10, "process_started": 100.0,
+    "heartbeat_at": 1000.0, "lease_s": 30.0,
+}  # fmt: skip
+ME = {"host": "h1", "pid": 20, "process_started": 200.0}
+
+
+@pytest.mark.parametrize(
+    ("row", "me", "alive_started", "now", "free"),
+    [
+        (None, ME, None, 1000.0, True),  # never used
+        ({**ROW, "state": "stopped"}, ME, 100.0, 1000.0, True),
+        ({**ROW, "state": "lost"}, ME, 100.0, 1000.0, True),
+        (ROW, {"host": "h1", "pid": 10, "process_started": 100.0}, 100.0, 1000.0, True),  # itself
+        (ROW, ME, 100.0, 1031.0, True),  # its lease expired
+        (ROW, ME, None, 1001.0, True),  # same host, its process is gone
+        (ROW, ME, 150.0, 1001.0, True),  # same host, its pid reused by another process
+        (ROW, ME, 100.0, 1001.0, False),  # same host, alive, lease held
+        (ROW, {**ME, "host": "h2"}, None, 1001.0, False),  # another host: only the lease tells
+        (ROW, {**ME, "host": "h2"}, None, 1030.0, False),  # exactly at the end: still held
+    ],
+)
+def test_may_take(
+    row: dict[str, Any] | None,
+    me: dict[str, Any],
+    alive_started: float | None,
+    now: float,
+    free: bool,
+) -> None:
+    why = may_take(row, alive_started=alive_started, now=now, **me)
+    assert (why == "") is free
+    if not free:
+        assert "n1" in why and "pid 10 on h1" in why and "node.id" in why
+
+
+def test_node_id_is_made_once_per_data_dir(tmp_path: Path) -> None:
+    first = node_id_for(tmp_path, "", "myhost")
+    assert first.startswith("myhost-") and len(first) == len("myhost-") + 6
+    assert node_id_for(tmp_path, "", "myhost") == first
+    assert node_id_for(tmp_path, "configured", "myhost") == "configured"
+    assert (tmp_path / "node-id").stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other"
+    other.mkdir()
+    assert node_id_for(other, "", "myhost") != first  # another data dir, another node
+
+
+def test_lease_must_outlast_the_heartbeat(tmp_path: Path) -> None:
+    env = {"CLAUDOMATOR_NODE_HEARTBEAT": "10s", "CLAUDOMATOR_NODE_LEASE": "10s"}
+    with pytest.raises(ConfigError, match=r"node.lease \(10s, from env CLAUDOMATOR_NODE_LEASE\)"):
+        load_config(tmp_path, env=env)
+    assert load_config(tmp_path, env={**env, "CLAUDOMATOR_NODE_LEASE": "11s"}).lease_s == 11.0
+
+
+def test_reader_reads_the_schema_the_store_writes() -> None:
+    assert READER_SCHEMA == SCHEMA_VERSION
+
+
+# -- the nodes table, on both databases ------------------------------------------------------------
+
+
+@pytest.fixture
+def store(database: Path | str) -> Iterator[Store]:
+    s = Store(database)
+    yield s
+    s.close()
+
+
+def register(nodes: Nodes, node_id: str, *, kind: str = "serve", lease_s: float = 30.0) -> None:
+    nodes.register(
+        node_id, kind=kind, host="h", pid=os.getpid(), process_started=1.5,
+        heartbeat_s=lease_s / 3, lease_s=lease_s, slots=4,
+    )  # fmt: skip
+
+
+def age(store: Store, node_id: str, seconds: float) -> None:
+    """Pretend the node's last heartbeat was `seconds` ago."""
+    with store.engine.begin() as conn:
+        row = conn.execute(NODES.select().where(NODES.c.id == node_id)).mappings().one()
+        conn.execute(
+            NODES.update()
+            .where(NODES.c.id == node_id)
+            .values(heartbeat_at=row["heartbeat_at"] - seconds)
+        )
+
+
+def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_path: Path) -> None:
+    nodes = Nodes(store)
+    register(nodes, "a")
+    register(nodes, "b")
+    assert abs(nodes.clock() - time.time()) < 5
+    ids, _ = store.add_tasks([new_task("t1"), new_task("t2")])
+    claimed = store.claim(2, time.time(), tmp_path, owner_node="a", owner_pid=1)
+    assert sorted(c[1]["task_id"] for c in claimed) == sorted(ids)
+    assert {c[1]["node"] for c in claimed} == {"a"}
+    assert nodes.expired() == [] and nodes.lost_executions() == []
+    age(store, "a", 29)
+    assert nodes.expired() == []  # within its lease
+    age(store, "a", 2)
+    assert nodes.expired() == ["a"]
+    event = nodes.mark_lost("a")
+    assert event is not None and event["type"] == "node.lost" and event["node"] == "a"
+    assert nodes.mark_lost("a") is None  # the second node to notice writes nothing
+    assert sorted(e["task_id"] for e in nodes.lost_executions()) == sorted(ids)
+    assert not nodes.heartbeat("a", os.getpid(), 1.5)  # it comes back: refused
+    assert nodes.heartbeat("b", os.getpid(), 1.5)
+    assert not nodes.heartbeat("b", os.getpid(), 2.5)  # another process under its id
+    with pytest.raises(LeaseLost):  # a lost node claims nothing
+        store.claim(1, time.time(), tmp_path, owner_node="a")
+    with pytest.raises(LeaseLost):  # nor does a node that never joined
+        store.start_execution(ids[0], tmp_path, owner_node="nobody")
+
+
+def test_a_node_renewing_in_time_is_not_marked_lost(store: Store) -> None:
+    nodes = Nodes(store)
+    register(nodes, "a")
+    age(store, "a", 31)
+    assert nodes.expired() == ["a"]
+    assert nodes.heartbeat("a", os.getpid(), 1.5)  # renewed before anyone marked it
+    assert nodes.mark_lost("a") is None
+    assert nodes.get("a")["state"] == "up"  # type: ignore[index]
+
+
+def test_claiming_needs_a_lease_that_still_holds(store: Store, tmp_path: Path) -> None:
+    nodes = Nodes(store)
+    register(nodes, "a", lease_s=30)
+    store.add_tasks([new_task("t1")])
+    age(store, "a", 31)  # stalled past its lease, not yet marked lost
+    with pytest.raises(LeaseLost):
+        store.claim(1, time.time(), tmp_path, owner_node="a")
+    assert nodes.heartbeat("a", os.getpid(), 1.5)
+    assert len(store.claim(1, time.time(), tmp_path, owner_node="a")) == 1
+
+
+def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
+    nodes = Nodes(store)
+    register(nodes, "s")
+    register(nodes, "run:h:1:2", kind="run")
+    assert nodes.stop("s", os.getpid())["type"] == "node.stopped"  # type: ignore[index]
+    assert nodes.stop("run:h:1:2", os.getpid()) is not None
+    assert nodes.get("s")["state"] == "stopped"  # type: ignore[index]
+    assert nodes.get("run:h:1:2") is None
+    assert nodes.stop("s", os.getpid()) is None
+
+
+def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_path: Path) -> None:
+    [task_id], _ = store.add_tasks([new_task("t1")])
+    execution_id, _, _ = store.start_execution(task_id, tmp_path)  # type: ignore[misc]
+    lost = store.finish_execution(execution_id, task_id, state=State.FAILED, reason="node lost")
+    assert lost[-1]["state"] == "FAILED"
+    spend = {
+        "cost_usd": 0.25, "input_tokens": 10, "output_tokens": 20, "cache_read_tokens": 30,
+        "cache_creation_tokens": 40, "model_usage_json": "{}",
+    }  # fmt: skip
+    late = store.finish_execution(
+        execution_id, task_id, state=State.COMPLETED, reason="", result_text="done", **spend
+    )
+    assert late == []
+    row = store.task_row(task_id)
+    assert row is not None and row["state"] == "FAILED" and row["reason"] == "node lost"
+    [(state, reason, cost, tokens, text)] = raw(
+        store.path or store.engine.url.render_as_string(hide_password=False),
+        f"SELECT state, reason, cost_usd, output_tokens, result_text FROM executions "
+        f"WHERE id = '{execution_id}'",
+    )
+    assert (state, reason, cost, tokens, text) == ("FAILED", "node lost", 0.25, 20, "")
+
+
+# -- the service: reaping, on both databases --------------------------------------------------------
+
+
+@pytest.fixture
+def service(database: Path | str, home: Path, fake_claude: Path) -> Iterator[Claudomator]:
+    env = {"CLAUDOMATOR_DATABASE_URL": str(database)} if isinstance(database, str) else {}
+    s = Claudomator(load_config(home, env=env))
+    yield s
+    s.close()
+
+
+def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
+    service: Claudomator, tmp_path: Path
+) -> None:
+    service.join("serve")
+    other = Nodes(service.store)
+    register(other, "gone")
+    retried = new_task("retried", retry_json=json.dumps({"max_attempts": 2, "backoff": "1s"}))
+    ids, _ = service.store.add_tasks([new_task("once"), retried])
+    service.store.claim(2, time.time(), tmp_path, owner_node="gone")
+    service.reap()
+    assert [service.task(i)["state"] for i in ids] == ["RUNNING", "RUNNING"]  # lease holds
+    age(service.store, "gone", 31)
+    service.reap()
+    once, again = (service.task(i) for i in ids)
+    assert (once["state"], once["reason"]) == ("FAILED", "node lost")
+    assert again["state"] == "QUEUED" and "node lost" in again["reason"]
+    assert [e["state"] for e in again["executions"]] == ["FAILED"]
+    nodes = {n["id"]: n for n in service.reader.nodes()}
+    assert nodes["gone"]["state"] == "lost" and nodes[service.node_id]["state"] == "up"
+    assert nodes[service.node_id]["kind"] == "serve" and not nodes[service.node_id]["expired"]
+
+
+def test_a_second_process_cannot_take_a_live_node_id(
+    service: Claudomator, database: Path | str, home: Path
+) -> None:
+    service.join("serve")
+    env = {"CLAUDOMATOR_DATABASE_URL": str(database)} if isinstance(database, str) else {}
+    env["CLAUDOMATOR_NODE_ID"] = service.node_id
+    twin = Claudomator(load_config(home, env=env))  # the same database
+    twin.host = "elsewhere"  # on this host a live pid would be told apart; elsewhere only leases
+    try:
+        with pytest.raises(Exception, match=f"node {service.node_id} is in use by pid"):
+            twin.join("serve")
+        age(service.store, service.node_id, 31)
+        twin.join("serve")  # its lease expired: the id is free
+        assert twin.nodes.get(twin.node_id)["host"] == "elsewhere"  # type: ignore[index]
+    finally:
+        twin.close()
+
+
+# -- the migration from schema 1 -------------------------------------------------------------------
+
+ADDED = {("executions", "owner_node"), ("files", "node")}
+
+
+def make_version_1(database: Path | str) -> None:
+    """The schema as version 1 had it: no nodes table, no node columns; a file and a task."""
+    url = f"sqlite:///{database}" if isinstance(database, Path) else str(database)
+    engine = create_engine(url)
+    old = MetaData()
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name != "nodes":
+            columns = [c._copy() for c in table.columns if (table.name, c.name) not in ADDED]
+            Table(table.name, old, *columns)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        conn.execute(insert(old.tables["meta"]).values(key="schema_version", value="1"))
+        conn.execute(
+            insert(old.tables["files"]).values(
+                id="f1", source="inbox", rel_path="a.yaml", folder="queued", name="a.yaml",
+                created_at=1.0, updated_at=1.0,
+            )
+        )  # fmt: skip
+    engine.dispose()
+
+
+def columns(database: Path | str) -> dict[str, set[str]]:
+    url = f"sqlite:///{database}" if isinstance(database, Path) else str(database)
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def test_schema_1_is_migrated_to_what_a_new_database_has(
+    database: Path | str, tmp_path: Path
+) -> None:
+    make_version_1(database)
+    assert "nodes" not in columns(database)
+    Store(database).close()
+    migrated = columns(database)
+    fresh_db = tmp_path / "fresh.db"
+    Store(fresh_db).close()
+    assert migrated == columns(fresh_db)
+    assert raw(database, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    store = Store(database)
+    try:
+        Nodes(store).adopt_files("n1")  # what the first node of the data dir does
+        store.node = "n1"
+        assert [f["id"] for f in store.files(["queued"])] == ["f1"]
+        store.node = "n2"
+        assert store.files(["queued"]) == []  # another node's spool
+    finally:
+        store.close()
+
+
+def test_an_old_schema_is_migrated_before_the_cli_reads_it(
+    database: Path | str, home: Path
+) -> None:
+    import subprocess
+    import sys
+
+    make_version_1(database)
+    env = {**os.environ, "CLAUDOMATOR_HOME": str(home)}
+    if isinstance(database, str):
+        env["CLAUDOMATOR_DATABASE_URL"] = database
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+        os.replace(database, home / "claudomator.db")
+    out = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "nodes", "--json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+# -- the relay (PostgreSQL only) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "parsed"),
+    [
+        ("node-a 5 9", ("node-a", 5, 9)),
+        ("run:host:12:3.50 7 7", ("run:host:12:3.50", 7, 7)),
+        (" 1 2", ("", 1, 2)),  # a store without a node (e.g. a terminal's `cancel`)
+        ("garbage", None),
+        ("a b c", None),
+    ],
+)
+def test_parse_payload(payload: str, parsed: tuple[str, int, int] | None) -> None:
+    assert parse_payload(payload) == parsed
+
+
+def test_the_relay_hears_other_nodes_events_at_commit(postgresql_url: str) -> None:
+    writer, mine = Store(postgresql_url), Store(postgresql_url)
+    writer.node, mine.node = "a", "b"
+    reader = Reader(postgresql_url)
+    heard: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        relay = Relay(postgresql_url, mine.channel, "b", reader, heard.extend)
+        listening = asyncio.create_task(relay.run(stop))
+        await asyncio.sleep(0.5)  # LISTEN is in place
+        writer.add_tasks([new_task("from-a")])  # another node: relayed
+        mine.add_tasks([new_task("from-b")])  # this node: its hub has it already
+        for _ in range(50):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # anything from b would have arrived too
+        stop.set()
+        await listening
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reader.close()
+        writer.close()
+        mine.close()
+    assert [(e["type"], e["name"]) for e in heard] == [
+        ("task.created", "from-a"),
+        ("task.queued", "from-a"),
+    ]
+    assert mine.channel.startswith("claudomator:claudomator_test_")  # one channel per schema
