@@ -103,6 +103,14 @@ class Intake:
 
     def sweep(self) -> None:
         self.offer(list(self.spool.scan("inbox")))
+        self.resync()
+
+    def resync(self) -> None:
+        """Move the files whose tasks changed without this process hearing of it (another
+        process, or a node whose notification was missed while the connection was down)."""
+        for file_id, (folder, tasks) in self.store.file_task_states(["queued", "running"]).items():
+            if folder != desired_folder(tasks):
+                self.sync(file_id)
 
     def offer(self, rels: Iterable[str], folder: str = "inbox") -> int:
         """Claim and ingest what is ready among `rels`; returns how many files were claimed."""

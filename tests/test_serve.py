@@ -206,6 +206,23 @@ def test_deleting_a_queued_file_cancels_it(server: Server) -> None:
     server.stop()
 
 
+def test_a_task_cancelled_from_a_terminal_moves_its_file_at_the_next_sweep(
+    server: Server,
+) -> None:
+    cli = [sys.executable, "-m", "claudomator.cli"]
+    subprocess.run([*cli, "pause"], env=server.env, check=True, capture_output=True)
+    server.start()
+    server.drop("a.yaml", task("a"))
+    wait_for(lambda: server.files()["queued"] == ["a.yaml"])
+    task_id = server.tasks()[0]["id"]
+    # another process: the server hears of it only through the store (the sweep, every 1 s)
+    subprocess.run([*cli, "cancel", task_id], env=server.env, check=True, capture_output=True)
+    wait_for(lambda: server.files()["done"] == ["a.yaml", "a.yaml.result.json"], timeout=10)
+    result = json.loads((server.home / "done/a.yaml.result.json").read_text())
+    assert [t["state"] for t in result["tasks"]] == ["CANCELLED"]
+    server.stop()
+
+
 def executions_started(server: Server) -> int:
     return len(list(server.record.glob("*.json")))  # type: ignore[attr-defined]
 

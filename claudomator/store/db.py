@@ -489,6 +489,21 @@ class Store:
             ).mappings()
             return [dict(r) for r in rows]
 
+    def file_task_states(
+        self, folders: Iterable[str]
+    ) -> dict[str, tuple[str, list[tuple[State, int]]]]:
+        """This node's files in `folders`: each one's folder and its tasks' (state, attempts)."""
+        query = (
+            select(FILES.c.id, FILES.c.folder, TASKS.c.state, TASKS.c.attempts)
+            .join(TASKS, TASKS.c.file_id == FILES.c.id)
+            .where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
+        )
+        out: dict[str, tuple[str, list[tuple[State, int]]]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                out.setdefault(r.id, (r.folder, []))[1].append((State(r.state), r.attempts))
+        return out
+
     def file(self, file_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = (
