@@ -4,15 +4,17 @@ over it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
+import itertools
 import json
 import os
 import random
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("claudomator.service")
 
+RECORD_RETRY_S = 0.5  # a result the database refused is tried again, doubling up to 30 s
+
 
 class Claudomator:
     """One data dir's store, pool and hub."""
@@ -73,6 +77,7 @@ class Claudomator:
         self._claimed: dict[str, tuple[str, Event, dict[str, Any]]] = {}  # claimed, not started
         self._lost: set[str] = set()  # executions to stop: this node's lease was lost
         self._executions: dict[str, str] = {}  # task id -> its execution running here
+        self._away: set[str] = set()  # what failed on the database, told once until it works
 
     @property
     def node_id(self) -> str:
@@ -306,14 +311,22 @@ class Claudomator:
             if not flushing:
                 flushing.append(loop.call_later(0.25, flush))
 
-        def record(result: RunResult) -> None:
+        async def record(result: RunResult) -> None:
             for handle in flushing:
                 handle.cancel()
             self._executions.pop(task_id, None)
             if execution_id in self._lost:  # stopped because this node was found lost
                 self._lost.discard(execution_id)
                 result = dataclasses.replace(result, outcome=Outcome(State.FAILED, "node lost"))
-            self._record(task_id, execution_id, row, result, list(pending.values()))
+            # the database may be away for a while (a network cut): the result waits, holding
+            # its slot, until it is recorded (or, if this node lost its lease meanwhile, refused)
+            for attempt in itertools.count():
+                try:
+                    self._record(task_id, execution_id, row, result, list(pending.values()))
+                    return
+                except Exception:
+                    log.exception("execution.record_failed", execution_id=execution_id)
+                    await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
 
         try:
             result = await self.runner.run(
@@ -324,13 +337,13 @@ class Claudomator:
                 on_progress=on_progress,
             )
         except asyncio.CancelledError:
-            record(_crashed(State.CANCELLED, "cancelled: shutdown"))
+            await record(_crashed(State.CANCELLED, "cancelled: shutdown"))
             raise
         except Exception as e:
             log.exception("execution.crashed", task_id=task_id, execution_id=execution_id)
-            record(_crashed(State.FAILED, f"runner error: {e!r}"))
+            await record(_crashed(State.FAILED, f"runner error: {e!r}"))
             return
-        record(result)
+        await record(result)
 
     def _record(
         self,
@@ -736,9 +749,9 @@ class Claudomator:
         log.info("serve.stopped")
 
     def _pick(self, n: int) -> list[str]:
-        if not self.gate().open:
-            return []
-        return self._claim(n)
+        with self._database_away("pick"):
+            return self._claim(n) if self.gate().open else []
+        return []
 
     def _claim(self, n: int, dispatcher: str = "") -> list[str]:
         """Claim up to `n` tasks in one transaction; `execute` then runs each."""
@@ -755,12 +768,27 @@ class Claudomator:
         return [started[1]["task_id"] for started in claimed]
 
     def _tick(self) -> None:
-        """Every round of the serve loop: cancel requests, files still being written, `run`
-        processes that are gone."""
-        if self.pool.running:
-            self._check_cancels()
-        if self.intake is not None:
-            self.intake.recheck_pending()
+        """Every round of the serve loop: cancel requests, files still being written."""
+        with self._database_away("tick"):
+            if self.pool.running:
+                self._check_cancels()
+            if self.intake is not None:
+                self.intake.recheck_pending()
+
+    @contextlib.contextmanager
+    def _database_away(self, what: str) -> Iterator[None]:
+        """The dispatch loop outlives a database that is away for a while: it logs once, then
+        tries again on every round."""
+        try:
+            yield
+        except Exception as e:
+            if what not in self._away:
+                log.exception(f"{what}.failed", error=str(e))
+            self._away.add(what)
+        else:
+            if what in self._away:
+                log.info(f"{what}.recovered")
+            self._away.discard(what)
 
     async def interrupt(self, reason: str) -> None:
         """Ctrl-C on `run`: cancel what has not started, stop what runs (whole process trees)."""

@@ -201,7 +201,9 @@ def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_pat
 
 @pytest.fixture
 def service(database: Path | str, home: Path, fake_claude: Path) -> Iterator[Claudomator]:
-    env = {"CLAUDOMATOR_DATABASE_URL": str(database)} if isinstance(database, str) else {}
+    env = dict(os.environ)
+    if isinstance(database, str):
+        env["CLAUDOMATOR_DATABASE_URL"] = database
     s = Claudomator(load_config(home, env=env))
     yield s
     s.close()
@@ -377,3 +379,26 @@ def test_the_relay_hears_other_nodes_events_at_commit(postgresql_url: str) -> No
         ("task.queued", "from-a"),
     ]
     assert mine.channel.startswith("claudomator:claudomator_test_")  # one channel per schema
+
+
+def test_a_result_the_database_refused_is_recorded_once_it_is_back(
+    service: Claudomator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claudomator.service
+
+    monkeypatch.setattr(claudomator.service, "RECORD_RETRY_S", 0.01)
+    service.join("serve")
+    [task_id], _ = service.store.add_tasks([new_task("t")])
+    real, refusals = service.store.finish_execution, []
+
+    def away_twice(*args: Any, **kwargs: Any) -> Any:
+        if len(refusals) < 2:
+            refusals.append(1)
+            raise ConnectionError("the database is away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service.store, "finish_execution", away_twice)
+    asyncio.run(service.execute(task_id, asyncio.Event()))
+    task = service.task(task_id)
+    assert len(refusals) == 2, task
+    assert task["state"] == "COMPLETED" and task["cost_usd"] > 0, task
