@@ -281,3 +281,23 @@ def test_pause_and_resume_the_pool_from_the_header(page: Any) -> None:
     expect(pool).to_contain_text("paused: paused by hand")
     page.get_by_role("button", name="Resume").click()
     expect(pool).not_to_contain_text("paused")
+
+
+def test_the_header_shows_the_nodes_and_one_that_was_lost(page: Any, server: Server) -> None:
+    from claudomator.store.db import Store
+    from claudomator.store.nodes import Nodes
+
+    store = Store(server.home / "claudomator.db")  # another node joins the database, then goes
+    try:  # silent: its lease (1 s) runs out and the server marks it lost
+        Nodes(store).register(
+            "ghost", kind="serve", host="elsewhere", pid=1, process_started=1.0,
+            heartbeat_s=0.5, lease_s=1.0, slots=2,
+        )  # fmt: skip
+        pool = page.locator("#pool")
+        expect(pool).to_contain_text("lost: ghost")  # live: the node.lost event
+        expect(pool).to_have_class(re.compile("warn"))
+        expect(pool).to_have_attribute("title", re.compile(r"ghost \(serve on elsewhere\): lost"))
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM nodes WHERE id = 'ghost'")
+        store.close()

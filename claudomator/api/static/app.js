@@ -51,8 +51,17 @@ async function loadStatus() {
     text += ` · paused${pool.reason ? `: ${pool.reason}` : ""}`;
     if (pool.until) text += ` until ${new Date(pool.until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
   }
+  const live = status.nodes.filter((n) => n.state === "up" && !n.expired);
+  const gone = status.nodes.filter((n) => n.state === "lost" || (n.state === "up" && n.expired));
+  if (status.nodes.length > 1) text += ` · ${live.length} node${live.length === 1 ? "" : "s"}`;
+  if (gone.length) text += ` · lost: ${gone.map((n) => n.id).join(", ")}`;
   $("#pool").textContent = text;
-  $("#pool").classList.toggle("warn", pool.paused || pool.draining);
+  $("#pool").title = status.nodes.map((n) => {
+    const state = n.state === "up" && n.expired ? `silent ${Math.round(n.heartbeat_age_s)} s` : n.state;
+    const runs = n.running.map((r) => r.name).join(", ") || "nothing";
+    return `${n.id} (${n.kind} on ${n.host}): ${state}, ${n.busy}/${n.slots} slots, running ${runs}`;
+  }).join("\n");
+  $("#pool").classList.toggle("warn", pool.paused || pool.draining || gone.length > 0);
   const budget = status.daily_budget_usd;
   $("#spend").textContent = `Today: ${money(status.cost_today_usd)}${budget ? ` of ${money(budget)} daily budget` : " (no daily budget)"}`;
   $("#spend").classList.toggle("warn", Boolean(budget && status.cost_today_usd >= budget));
@@ -314,7 +323,7 @@ function onEvent(event) {
     guard(followLog)();
     if (event.type !== "execution.cost") return;
   }
-  if (event.type.startsWith("task.") || event.type.startsWith("execution.") || event.type.startsWith("pool.")) refresh();
+  if (["task.", "execution.", "pool.", "node."].some((prefix) => event.type.startsWith(prefix))) refresh();
 }
 
 function onSocket(open) {
