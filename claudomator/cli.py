@@ -410,10 +410,13 @@ def sources(ctx: Context, as_json: bool) -> None:
     from claudomator.store.rows import iso
 
     config = ctx.config
+    from claudomator.store.reader import source_key
+
     stored = {row["name"]: row for row in ctx.reader().sources()}
+    node = config.node_id or config.data_dir.node_id()
     rows = []
-    for source in config.sources:
-        state = stored.get(source.name, {})
+    for source in config.sources:  # this node's progress (each node walks its own checkout)
+        state = stored.get(source_key(source.name, node)) or stored.get(source.name) or {}
         rows.append(
             {
                 "name": source.name,

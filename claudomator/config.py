@@ -634,6 +634,17 @@ class DataDir:
         return self.root / "claudomator.db"
 
     @property
+    def node_id_file(self) -> Path:
+        return self.root / "node-id"
+
+    def node_id(self) -> str:
+        """The node id kept here ("" before the first `serve`)."""
+        try:
+            return self.node_id_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return ""
+
+    @property
     def executions(self) -> Path:
         return self.root / "executions"
 

@@ -11,37 +11,31 @@ again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from claudomator.config import write_private
+from claudomator.config import DataDir, write_private
 from claudomator.errors import ClaudomatorError
 from claudomator.store.db import Event
 from claudomator.store.nodes import UP, Nodes
 
 log = structlog.get_logger("claudomator.node")
 
-NODE_ID_FILE = "node-id"
 REAP_S = 1.0  # how often expired leases are looked for: a lost node is noticed within lease + 1 s
 
 
-def node_id_for(data_dir: Path, configured: str, host: str) -> str:
+def node_id_for(data_dir: DataDir, configured: str, host: str) -> str:
     """`node.id` when configured, else the id kept in the data dir (made once: host + random)."""
     if configured:
         return configured
-    path = data_dir / NODE_ID_FILE
     for _ in range(2):
-        with contextlib.suppress(FileNotFoundError):
-            if text := path.read_text(encoding="utf-8").strip():
-                return text
-        if write_private(path, f"{host}-{secrets.token_hex(3)}\n"):
-            continue  # read back what was written (or what a racing process wrote)
-    raise ClaudomatorError(f"{path}: cannot make a node id (an empty file?)")
+        if text := data_dir.node_id():
+            return text
+        write_private(data_dir.node_id_file, f"{host}-{secrets.token_hex(3)}\n")
+    raise ClaudomatorError(f"{data_dir.node_id_file}: cannot make a node id (an empty file?)")
 
 
 def may_take(

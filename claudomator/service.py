@@ -511,7 +511,7 @@ class Claudomator:
         if kind == "run":
             node_id = self.identity
         else:
-            node_id = node_id_for(config.data_dir.root, config.node_id, self.host)
+            node_id = node_id_for(config.data_dir, config.node_id, self.host)
         membership = Membership(
             self.nodes,
             node_id,

@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import MetaData, Table, create_engine, insert, inspect
 from sqlmodel import SQLModel
 
-from claudomator.config import load_config
+from claudomator.config import DataDir, load_config
 from claudomator.errors import ConfigError, LeaseLost
 from claudomator.node import may_take, node_id_for
 from claudomator.service import Claudomator
@@ -65,14 +66,16 @@ def test_may_take(
 
 
 def test_node_id_is_made_once_per_data_dir(tmp_path: Path) -> None:
-    first = node_id_for(tmp_path, "", "myhost")
+    data_dir = DataDir(tmp_path)
+    assert data_dir.node_id() == ""
+    first = node_id_for(data_dir, "", "myhost")
     assert first.startswith("myhost-") and len(first) == len("myhost-") + 6
-    assert node_id_for(tmp_path, "", "myhost") == first
-    assert node_id_for(tmp_path, "configured", "myhost") == "configured"
+    assert node_id_for(data_dir, "", "myhost") == first == data_dir.node_id()
+    assert node_id_for(data_dir, "configured", "myhost") == "configured"
     assert (tmp_path / "node-id").stat().st_mode & 0o777 == 0o600
     other = tmp_path / "other"
     other.mkdir()
-    assert node_id_for(other, "", "myhost") != first  # another data dir, another node
+    assert node_id_for(DataDir(other), "", "myhost") != first  # another data dir, another node
 
 
 def test_lease_must_outlast_the_heartbeat(tmp_path: Path) -> None:
@@ -402,3 +405,19 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
     task = service.task(task_id)
     assert len(refusals) == 2, task
     assert task["state"] == "COMPLETED" and task["cost_usd"] > 0, task
+
+
+def test_each_node_keeps_its_own_progress_on_a_git_source(store: Store) -> None:
+    store.set_source_state("repo", "git", last_commit="c0")  # before nodes existed
+    store.node = "a"
+    assert store.source_state("repo")["last_commit"] == "c0"  # type: ignore[index]
+    store.set_source_state("repo", "git", error="fetch refused")  # a's own row, from c0 on
+    store.set_source_state("repo", "git", last_commit="c1")
+    assert store.source_state("repo") == {
+        "name": "repo", "kind": "git", "last_commit": "c1", "error": "fetch refused",
+        "updated_at": ANY,
+    }  # fmt: skip
+    store.node = "b"  # another checkout: its own walk, from the shared starting point
+    assert store.source_state("repo")["last_commit"] == "c0"  # type: ignore[index]
+    names = [r[0] for r in raw(store.path or str(store.engine.url), "SELECT name FROM sources")]
+    assert sorted(names) == ["repo", "repo@a"]

@@ -49,6 +49,7 @@ from claudomator.config import FILE_MODE, is_postgresql_url, mask_url
 from claudomator.errors import LeaseLost, StoreError, TransitionError
 from claudomator.ids import new_id
 from claudomator.state import FINAL_STATES, State, valid_transition
+from claudomator.store.reader import source_key
 from claudomator.store.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -541,24 +542,35 @@ class Store:
     # -- sources ---------------------------------------------------------------------------------
 
     def source_state(self, name: str) -> dict[str, Any] | None:
+        """This node's progress on source `name`: each node walks its own checkout (every version
+        is still ingested once cluster-wide, see `add_files`). A row from before nodes existed,
+        keyed by the name alone, is the starting point of the node that first reads it."""
+        key = source_key(name, self.node)
         with self.engine.connect() as conn:
-            row = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).mappings().first()
-        return dict(row) if row else None
+            rows = {
+                r["name"]: dict(r)
+                for r in conn.execute(select(SOURCES).where(SOURCES.c.name.in_([key, name])))
+                .mappings()
+                .all()
+            }
+        row = rows.get(key) or rows.get(name)
+        return {**row, "name": name} if row else None
 
     def set_source_state(self, name: str, kind: str, **values: Any) -> None:
+        key = source_key(name, self.node)
         with self._begin() as conn:
             now = time.time()
             updated = conn.execute(
-                update(SOURCES).where(SOURCES.c.name == name).values(updated_at=now, **values)
+                update(SOURCES).where(SOURCES.c.name == key).values(updated_at=now, **values)
             )
             if updated.rowcount == 0:
-                conn.execute(insert(SOURCES).values(name=name, kind=kind, updated_at=now, **values))
-
-    def sources(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [
-                dict(r) for r in conn.execute(select(SOURCES).order_by(SOURCES.c.name)).mappings()
-            ]
+                legacy = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).mappings()
+                start = {k: v for k, v in (legacy.first() or {}).items() if k in ("last_commit",)}
+                conn.execute(
+                    insert(SOURCES).values(
+                        **{**start, "name": key, "kind": kind, "updated_at": now, **values}
+                    )
+                )
 
     def file_by_name(
         self, source: str, rel_path: str, folders: Iterable[str]

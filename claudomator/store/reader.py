@@ -25,6 +25,11 @@ SCHEMA_VERSION = 2
 _COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
 
 
+def source_key(name: str, node: str) -> str:
+    """The `sources` row of one node's progress on a source ("@" cannot be in a source name)."""
+    return f"{name}@{node}" if node else name
+
+
 def start_of_today() -> float:
     """Local midnight, as epoch seconds: the daily budget follows the local day."""
     now = datetime.now().astimezone()
