@@ -77,3 +77,8 @@ class RunnerError(ClaudomatorError):
 
 class LeaseLost(StoreError):
     """This node's lease expired or another node marked it lost: it must not claim."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached or refused for a moment (a network cut, a restart, a lock
+    timeout): worth trying again."""

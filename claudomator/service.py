@@ -22,7 +22,13 @@ import structlog
 
 from claudomator import failpoint
 from claudomator.config import Config
-from claudomator.errors import ClaudomatorError, LeaseLost, NotFoundError, TransitionError
+from claudomator.errors import (
+    ClaudomatorError,
+    DatabaseUnavailable,
+    LeaseLost,
+    NotFoundError,
+    TransitionError,
+)
 from claudomator.events import Event, Hub
 from claudomator.pool import Pool
 from claudomator.runner import (
@@ -324,8 +330,8 @@ class Claudomator:
                 try:
                     self._record(task_id, execution_id, row, result, list(pending.values()))
                     return
-                except Exception:
-                    log.exception("execution.record_failed", execution_id=execution_id)
+                except DatabaseUnavailable as e:
+                    log.warning("execution.record_waits", execution_id=execution_id, error=str(e))
                     await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
 
         try:
@@ -388,7 +394,7 @@ class Claudomator:
         self._spent_dirty = True
         failpoint.reached("finished")
         self.publish(events)
-        if events and events[-1]["state"] in FINAL_STATES:
+        if events and events[-1].get("state") in FINAL_STATES:
             self._settle_dependents(task_id)
 
     def _finish(
@@ -411,12 +417,7 @@ class Claudomator:
             jitter=random.random(),
         )
         if after.requeue:
-            until = time.strftime("%H:%M:%S", time.localtime(after.not_before))
-            self.set_pool(
-                rate_limited_until=after.not_before,
-                rate_limit_reason=f"rate limited until {until}: {outcome.reason}"[:300],
-            )
-            return self.store.finish_execution(
+            events = self.store.finish_execution(
                 execution_id,
                 task_id,
                 state=outcome.state,
@@ -430,6 +431,13 @@ class Claudomator:
                 },
                 **values,
             )
+            if events:  # a stale result (this node was found lost) pauses nobody
+                until = time.strftime("%H:%M:%S", time.localtime(after.not_before))
+                self.set_pool(
+                    rate_limited_until=after.not_before,
+                    rate_limit_reason=f"rate limited until {until}: {outcome.reason}"[:300],
+                )
+            return events
         then = None
         if after.state is State.QUEUED:
             then = (State.QUEUED, after.reason, {"not_before": after.not_before})
@@ -489,7 +497,7 @@ class Claudomator:
         row = self.store.task_row(task_id) or {}
         events = self._finish(task_id, execution_id, row, Outcome(State.FAILED, reason))
         self.publish(events)
-        if events and events[-1]["state"] in FINAL_STATES:
+        if events and events[-1].get("state") in FINAL_STATES:
             self._settle_dependents(task_id)
 
     def _abandon_run(self, dispatcher: str) -> None:
@@ -781,9 +789,9 @@ class Claudomator:
         tries again on every round."""
         try:
             yield
-        except Exception as e:
+        except DatabaseUnavailable as e:
             if what not in self._away:
-                log.exception(f"{what}.failed", error=str(e))
+                log.warning(f"{what}.waits", error=str(e))
             self._away.add(what)
         else:
             if what in self._away:

@@ -14,11 +14,11 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from sqlalchemy import MetaData, Table, create_engine, insert, inspect
+from sqlalchemy import MetaData, Table, create_engine, event, insert, inspect, text
 from sqlmodel import SQLModel
 
 from claudomator.config import DataDir, load_config
-from claudomator.errors import ConfigError, LeaseLost
+from claudomator.errors import ConfigError, DatabaseUnavailable, LeaseLost
 from claudomator.node import may_take, node_id_for
 from claudomator.service import Claudomator
 from claudomator.state import State
@@ -397,7 +397,7 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
     def away_twice(*args: Any, **kwargs: Any) -> Any:
         if len(refusals) < 2:
             refusals.append(1)
-            raise ConnectionError("the database is away")
+            raise DatabaseUnavailable("the database is away")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "finish_execution", away_twice)
@@ -421,3 +421,17 @@ def test_each_node_keeps_its_own_progress_on_a_git_source(store: Store) -> None:
     assert store.source_state("repo")["last_commit"] == "c0"  # type: ignore[index]
     names = [r[0] for r in raw(store.path or str(store.engine.url), "SELECT name FROM sources")]
     assert sorted(names) == ["repo", "repo@a"]
+
+
+def test_a_connection_error_is_one_to_try_again_and_shows_no_password() -> None:
+    store = Store.__new__(Store)  # only what the handler needs: the masked URL
+    store.shown = "postgresql+psycopg://claudo:***@127.0.0.1:1/jobs"
+    engine = create_engine("postgresql+psycopg://claudo:hunter22@127.0.0.1:1/jobs")
+    event.listen(engine, "handle_error", store._unavailable)
+    with (
+        pytest.raises(DatabaseUnavailable, match="unavailable") as caught,
+        engine.connect() as conn,
+    ):
+        conn.execute(text("SELECT 1"))
+    assert "claudo:***@" in str(caught.value) and "hunter22" not in str(caught.value)
+    engine.dispose()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,12 +42,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import SQLModel
 
 from claudomator.config import FILE_MODE, is_postgresql_url, mask_url
-from claudomator.errors import LeaseLost, StoreError, TransitionError
+from claudomator.errors import DatabaseUnavailable, LeaseLost, StoreError, TransitionError
 from claudomator.ids import new_id
 from claudomator.state import FINAL_STATES, State, valid_transition
 from claudomator.store.reader import source_key
@@ -125,6 +126,7 @@ class Store:
             self.shown = mask_url(url)
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            event.listen(self.engine, "connect", _postgresql_connect)
             new = False
         else:
             self.path = path = Path(location)
@@ -133,10 +135,13 @@ class Store:
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
+        event.listen(self.engine, "handle_error", self._unavailable)
         try:
             self._migrate()
             self.channel = self._channel()
-        except SQLAlchemyError as e:
+            # one write lock per schema: clusters in other schemas do not wait for this one
+            self._write_lock = _WRITE_LOCK + zlib.crc32(self.channel.encode())
+        except (SQLAlchemyError, DatabaseUnavailable) as e:
             self.engine.dispose()
             raise StoreError(f"{self.shown}: cannot open the database: {e}") from e
         except BaseException:
@@ -148,6 +153,15 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _unavailable(self, context: ExceptionContext) -> None:
+        """Errors of the connection rather than of the statement become DatabaseUnavailable,
+        which callers may try again; the URL in the message has its password masked."""
+        error = context.sqlalchemy_exception
+        if isinstance(error, OperationalError | InterfaceError):
+            raise DatabaseUnavailable(
+                f"{self.shown}: the database is unavailable: {context.original_exception}"
+            ) from error
+
     # -- schema --------------------------------------------------------------------------------
 
     @contextmanager
@@ -157,7 +171,7 @@ class Store:
             if not self.postgresql:
                 yield conn
                 return
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._write_lock})")
             ids: list[int] = []
             conn.info["event_ids"] = ids
             try:
@@ -795,10 +809,10 @@ class Store:
     ) -> list[Event]:
         """Record how an execution ended (`state`, `reason`, `values`) and move its task
         RUNNING → `task_state` (default: `state`), then on to `then` (a retry), all in one
-        transaction. Empty when the execution was already final (e.g. marked `interrupted` by
-        another dispatcher): then nothing is written."""
+        transaction, after its last progress events. Empty when the execution was already final
+        (marked `interrupted` or `node lost` by another process): then only the money it reports
+        spent is added to it (the daily budget must count it); its state and result stand."""
         with self._begin() as conn:
-            events = [self._event(conn, t, task, ex, **data) for t, task, ex, data in progress]
             result = conn.execute(
                 _FINISH_EXECUTION,
                 {
@@ -815,7 +829,8 @@ class Store:
                 if values.get("cost_usd") and all(k in values for k in _SPEND):
                     spend = {f"s_{k}": values[k] for k in _SPEND}
                     conn.execute(_LATE_SPEND, {"p_id": execution_id, **spend})
-                return events
+                return []
+            events = [self._event(conn, t, task, ex, **data) for t, task, ex, data in progress]
             first = task_state or state
             ev = self._cas(
                 conn,
@@ -939,6 +954,15 @@ def _cas_statement(keys: tuple[str, ...], queued: bool, bump_attempts: bool) -> 
         .values(**values)
         .returning(TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id)
     )
+
+
+def _postgresql_connect(dbapi_connection: Any, _record: Any) -> None:
+    # A node stalled in the middle of a write transaction (a stopped process, a half-open
+    # connection) would hold the write lock, and every other node's writes, for as long as it is
+    # stalled: the server ends such a session after 10 s instead.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = '10s'")
+    dbapi_connection.commit()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
