@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("claudomator.intake")
 
+FOLLOWED = ("queued", "running")  # the folders whose files move as their tasks change
+
 
 def desired_folder(tasks: Iterable[tuple[State, int]]) -> str:
     """Where a file stands from its tasks' (state, attempts): `done/` once all are final,
@@ -108,9 +110,8 @@ class Intake:
     def resync(self) -> None:
         """Move the files whose tasks changed without this process hearing of it (another
         process, or a node whose notification was missed while the connection was down)."""
-        for file_id, (folder, tasks) in self.store.file_task_states(["queued", "running"]).items():
-            if folder != desired_folder(tasks):
-                self.sync(file_id)
+        for file_id, (folder, name, tasks) in self.store.file_task_states(FOLLOWED).items():
+            self._place(file_id, folder, name, desired_folder(tasks))
 
     def offer(self, rels: Iterable[str], folder: str = "inbox") -> int:
         """Claim and ingest what is ready among `rels`; returns how many files were claimed."""
@@ -245,22 +246,23 @@ class Intake:
     # -- mirroring the store -----------------------------------------------------------------
 
     def sync(self, file_id: str) -> None:
-        """Move a file to where its tasks now stand; write the result file in done/."""
-        row = self.store.file(file_id)
-        if row is None or row["folder"] not in ("queued", "running"):
+        """Move a file to where its tasks now stand (nothing when it is another node's)."""
+        for folder, name, tasks in self.store.file_task_states(FOLLOWED, file_id).values():
+            self._place(file_id, folder, name, desired_folder(tasks))
+
+    def _place(self, file_id: str, folder: str, name: str, target: str) -> None:
+        """Move the file from `folder` to `target`; in done/, write its result file."""
+        if target == folder:
             return
-        tasks = self.store.file_tasks(file_id)
-        target = desired_folder((State(t["state"]), t["attempts"]) for t in tasks)
-        if target == row["folder"]:
-            return
-        placed = self.spool.move(row["folder"], row["name"], target, row["name"])
+        placed = self.spool.move(folder, name, target, name)
         if placed is None:
             if target != "done":
                 return  # gone from the folder: a person deleted it (see queued_deleted)
-            placed = row["name"]
+            placed = name
         self.store.set_file(file_id, folder=target, name=placed)
         if target == "done":
-            self.spool.write_result(placed, result_json(row, tasks))
+            row = self.store.file(file_id) or {}
+            self.spool.write_result(placed, result_json(row, self.store.file_tasks(file_id)))
 
     def queued_deleted(self, names: Iterable[str]) -> None:
         """A person deleted a file from queued/: its tasks that have not started are cancelled."""
@@ -309,9 +311,9 @@ class Intake:
                 if row["folder"] == "rejected":
                     self.spool.write_beside("rejected", placed, ".error", row["error"] + "\n")
         known: dict[str, set[str]] = {"queued": set(), "running": set()}
-        for row in self.store.files(["queued", "running"]):
+        for row in self.store.files(FOLLOWED):
             known[row["folder"]].add(row["name"])
-            self.sync(row["id"])
+        self.resync()
         for folder in ("queued", "running"):
             strangers = [rel for rel in self.spool.scan(folder) if rel not in known[folder]]
             if strangers:

@@ -505,18 +505,22 @@ class Store:
             return [dict(r) for r in rows]
 
     def file_task_states(
-        self, folders: Iterable[str]
-    ) -> dict[str, tuple[str, list[tuple[State, int]]]]:
-        """This node's files in `folders`: each one's folder and its tasks' (state, attempts)."""
+        self, folders: Iterable[str], file_id: str | None = None
+    ) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
+        """This node's files in `folders` (or only `file_id`): each one's folder, its name there,
+        and its tasks' (state, attempts); one query, no execution read."""
         query = (
-            select(FILES.c.id, FILES.c.folder, TASKS.c.state, TASKS.c.attempts)
+            select(FILES.c.id, FILES.c.folder, FILES.c.name, TASKS.c.state, TASKS.c.attempts)
             .join(TASKS, TASKS.c.file_id == FILES.c.id)
             .where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
         )
-        out: dict[str, tuple[str, list[tuple[State, int]]]] = {}
+        if file_id is not None:
+            query = query.where(FILES.c.id == file_id)
+        out: dict[str, tuple[str, str, list[tuple[State, int]]]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(query):
-                out.setdefault(r.id, (r.folder, []))[1].append((State(r.state), r.attempts))
+                entry = out.setdefault(r.id, (r.folder, r.name, []))
+                entry[2].append((State(r.state), r.attempts))
         return out
 
     def file(self, file_id: str) -> dict[str, Any] | None:
