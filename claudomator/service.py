@@ -552,10 +552,14 @@ class Claudomator:
     def reap(self) -> None:
         """Other nodes whose lease expired are lost: their RUNNING executions end FAILED `node
         lost` (then the retry policy applies), their `run` tasks not started end CANCELLED."""
-        for node_id in self.nodes.expired():
+        expired, any_lost = self.nodes.expired()
+        for node_id in expired:
             if node_id != self.node_id and (event := self.nodes.mark_lost(node_id)):
                 log.warning("node.lost", node=node_id)
                 self.publish([event])
+                any_lost = True
+        if not any_lost:
+            return
         lost = [ex for ex in self.nodes.lost_executions() if ex["owner_node"] != self.node_id]
         if lost:  # a lost node on this host may have left its claude processes running
             here = leftovers()

@@ -126,18 +126,20 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     claimed = store.claim(2, time.time(), tmp_path, owner_node="a", owner_pid=1)
     assert sorted(c[1]["task_id"] for c in claimed) == sorted(ids)
     assert {c[1]["node"] for c in claimed} == {"a"}
-    assert nodes.expired() == [] and nodes.lost_executions() == []
+    assert nodes.expired() == ([], False) and nodes.lost_executions() == []
     age(store, "a", 29)
-    assert nodes.expired() == []  # within its lease
+    assert nodes.expired() == ([], False)  # within its lease
     age(store, "a", 2)
-    assert nodes.expired() == ["a"]
+    assert nodes.expired() == (["a"], False)
     event = nodes.mark_lost("a")
     assert event is not None and event["type"] == "node.lost" and event["node"] == "a"
     assert nodes.mark_lost("a") is None  # the second node to notice writes nothing
+    assert nodes.expired() == ([], True)
     assert sorted(e["task_id"] for e in nodes.lost_executions()) == sorted(ids)
     assert not nodes.heartbeat("a", os.getpid(), 1.5)  # it comes back: refused
     assert nodes.heartbeat("b", os.getpid(), 1.5)
     assert not nodes.heartbeat("b", os.getpid(), 2.5)  # another process under its id
+    store.add_tasks([new_task("t3")])
     with pytest.raises(LeaseLost):  # a lost node claims nothing
         store.claim(1, time.time(), tmp_path, owner_node="a")
     with pytest.raises(LeaseLost):  # nor does a node that never joined
@@ -148,7 +150,7 @@ def test_a_node_renewing_in_time_is_not_marked_lost(store: Store) -> None:
     nodes = Nodes(store)
     register(nodes, "a")
     age(store, "a", 31)
-    assert nodes.expired() == ["a"]
+    assert nodes.expired() == (["a"], False)
     assert nodes.heartbeat("a", os.getpid(), 1.5)  # renewed before anyone marked it
     assert nodes.mark_lost("a") is None
     assert nodes.get("a")["state"] == "up"  # type: ignore[index]

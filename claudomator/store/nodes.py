@@ -81,11 +81,16 @@ class Nodes:
                 conn.execute(update(NODES).where(*mine).values(state=STOPPED, stopped_at=self._now))
             return self.store._event(conn, "node.stopped", node=node_id, kind=kind)
 
-    def expired(self) -> list[str]:
-        """Nodes still marked up whose lease has run out."""
+    def expired(self) -> tuple[list[str], bool]:
+        """Nodes still marked up whose lease has run out, and whether any node is lost: one
+        query, every second on every node."""
         with self.store.engine.connect() as conn:
-            query = select(NODES.c.id).where(NODES.c.state == UP, self._expired)
-            return list(conn.execute(query).scalars())
+            rows = conn.execute(
+                select(NODES.c.id, NODES.c.state).where(
+                    (NODES.c.state == LOST) | ((NODES.c.state == UP) & self._expired)
+                )
+            ).all()
+        return [r.id for r in rows if r.state == UP], any(r.state == LOST for r in rows)
 
     def mark_lost(self, node_id: str) -> Event | None:
         """Up → lost, only if its lease is still expired (it may have just renewed it)."""
