@@ -119,13 +119,16 @@ class Store:
     def __init__(self, location: Path | str, *, aging_s: float = 600.0) -> None:
         self.aging_s = aging_s
         self.node = ""  # the node using this store: its spool files, its name on notifications
+        self._idle = True  # the last claim found nothing
         self.postgresql = is_postgresql_url(location)
         self.path: Path | None = None  # the SQLite file
         if self.postgresql:
             url = str(location)
             self.shown = mask_url(url)
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+            # no ping before each use (a round trip per transaction): a connection that died
+            # fails its statement as DatabaseUnavailable, is dropped, and the caller tries again
+            self.engine: Engine = create_engine(url)
             event.listen(self.engine, "connect", _postgresql_connect)
             new = False
         else:
@@ -298,7 +301,10 @@ class Store:
         bump_attempts: bool = False,
         execution_id: str = "",
         node: str = "",
+        returned: dict[str, Any] | None = None,
     ) -> Event | None:
+        """`returned` receives the task's row as updated (with `bump_attempts`: what an
+        execution needs of it)."""
         allowed = [s.value for s in expect if valid_transition(s, to)]
         if not allowed:
             raise TransitionError(f"task {task_id}: no allowed transition to {to.value}")
@@ -310,6 +316,8 @@ class Store:
         row = conn.execute(statement, params).first()
         if row is None:
             return None
+        if returned is not None:
+            returned.update(row._mapping)
         cost = 0.0
         if to in FINAL_STATES or row.attempts > 1:
             cost = conn.execute(_TASK_COST, {"p_id": task_id}).scalar_one()
@@ -745,25 +753,41 @@ class Store:
         transaction: nodes racing for the queue never collide on a task. An empty queue costs
         one read, no write transaction."""
         params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
-        with self.engine.connect() as conn:
-            if conn.execute(_PICK, {**params, "p_limit": 1}).first() is None:
-                return []
+        if self._idle:  # the queue was empty last time: look before taking the write lock
+            with self.engine.connect() as conn:
+                if conn.execute(_PICK, {**params, "p_limit": 1}).first() is None:
+                    return []
+        node = values.get("owner_node", "")
         with self._begin() as conn:
-            self._check_lease(conn, values.get("owner_node", ""))
-            ids = list(conn.execute(_PICK, params).scalars())
+            pick = _PICK
+            if node:  # only while this node's lease holds
+                pick = pick.where(self._lease_held.exists())
+                params["p_node"] = node
+            ids = list(conn.execute(pick, params).scalars())
+            self._idle = not ids
+            if not ids:
+                self._check_lease(conn, node)  # nothing to claim, or no lease to claim with?
             started = [self._start(conn, task_id, executions_dir, values) for task_id in ids]
             return [s for s in started if s is not None]
 
+    @functools.cached_property
+    def _lease_held(self) -> Any:
+        return select(NODES.c.id).where(
+            NODES.c.id == bindparam("p_node"),
+            NODES.c.state == "up",
+            NODES.c.heartbeat_at + NODES.c.lease_s >= self.now_sql,
+        )
+
     def _check_lease(self, conn: Connection, node: str) -> None:
         """A node claims only while its lease holds (it may have been stalled past it)."""
-        held = _LEASE_HELD.where(NODES.c.heartbeat_at + NODES.c.lease_s >= self.now_sql)
-        if node and conn.execute(held, {"p_node": node}).first() is None:
+        if node and conn.execute(self._lease_held, {"p_node": node}).first() is None:
             raise LeaseLost(f"node {node}: its lease expired or it was marked lost")
 
     def _start(
         self, conn: Connection, task_id: str, executions_dir: Path, values: dict[str, Any]
     ) -> tuple[str, Event, dict[str, Any]] | None:
         execution_id = new_id()
+        row: dict[str, Any] = {}
         ev = self._cas(
             conn,
             task_id,
@@ -774,17 +798,17 @@ class Store:
             bump_attempts=True,
             execution_id=execution_id,
             node=values.get("owner_node", ""),
+            returned=row,
         )
         if ev is None:
             return None
-        row = conn.execute(_TASK_FOR_EXECUTION, {"p_id": task_id}).one()
         folder = executions_dir / execution_id
         conn.execute(
             _INSERT_EXECUTION,
             {
                 "id": execution_id,
                 "task_id": task_id,
-                "attempt": row.attempts,
+                "attempt": row["attempts"],
                 "state": State.RUNNING.value,
                 "started_at": time.time(),
                 "stdout_path": str(folder / "stdout.log"),
@@ -792,7 +816,7 @@ class Store:
                 **values,
             },
         )
-        return execution_id, ev, dict(row._mapping)
+        return execution_id, ev, row
 
     def add_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
         """Progress events (type, task id, execution id, data) in one transaction."""
@@ -920,13 +944,9 @@ _INSERT_EXECUTION = insert(EXECUTIONS)
 _TASK_COST = select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
     EXECUTIONS.c.task_id == bindparam("p_id")
 )
-_TASK_FOR_EXECUTION = select(
-    TASKS.c.attempts, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json
-).where(TASKS.c.id == bindparam("p_id"))
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
 )
-_LEASE_HELD = select(NODES.c.id).where(NODES.c.id == bindparam("p_node"), NODES.c.state == "up")
 _PICK = (
     select(TASKS.c.id)
     .where(
@@ -951,8 +971,10 @@ def _cas_statement(keys: tuple[str, ...], queued: bool, bump_attempts: bool) -> 
     }
     if queued:  # a waiting task rises one priority level per aging interval
         values["sort_key"] = TASKS.c.priority_rank * bindparam("p_aging") + bindparam("p_now")
-    if bump_attempts:
+    returning = [TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id]
+    if bump_attempts:  # an execution starts: what it needs of the task, without another read
         values["attempts"] = TASKS.c.attempts + 1
+        returning += [TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json]
     return (
         update(TASKS)
         .where(
@@ -960,7 +982,7 @@ def _cas_statement(keys: tuple[str, ...], queued: bool, bump_attempts: bool) -> 
             TASKS.c.state.in_(bindparam("p_allowed", expanding=True)),
         )
         .values(**values)
-        .returning(TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id)
+        .returning(*returning)
     )
 
 
