@@ -170,20 +170,26 @@ class Store:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         """A write transaction (see the module docstring for how writers are serialized)."""
-        with self.engine.begin() as conn:
-            if not self.postgresql:
+        if not self.postgresql:
+            with self.engine.begin() as conn:
                 yield conn
-                return
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._write_lock})")
+            return
+        with self.engine.connect() as conn:
             ids: list[int] = []
             conn.info["event_ids"] = ids
             try:
-                yield conn
+                with conn.begin():
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._write_lock})")
+                    yield conn
             finally:
                 conn.info.pop("event_ids", None)
-            if ids:  # delivered at commit, to every listening node
+            if ids:  # after the commit, so that the lock is held no longer for it
                 payload = f"{self.node} {ids[0]} {ids[-1]}"
-                conn.execute(_NOTIFY, {"p_channel": self.channel, "p_payload": payload})
+                try:
+                    conn.execute(_NOTIFY, {"p_channel": self.channel, "p_payload": payload})
+                    conn.commit()
+                except DatabaseUnavailable:  # the write stands: the feed's poll and the
+                    pass  # intake's sweep catch what the other nodes were not told
 
     @property
     def now_sql(self) -> Any:
@@ -318,21 +324,32 @@ class Store:
             return None
         if returned is not None:
             returned.update(row._mapping)
-        cost = 0.0
-        if to in FINAL_STATES or row.attempts > 1:
-            cost = conn.execute(_TASK_COST, {"p_id": task_id}).scalar_one()
+        return self._task_event(conn, to, task_id, row._mapping, reason, values, execution_id, node)
+
+    def _task_event(
+        self,
+        conn: Connection,
+        to: State,
+        task_id: str,
+        row: Any,
+        reason: str,
+        values: dict[str, Any],
+        execution_id: str,
+        node: str,
+    ) -> Event:
+        """The event of a task entering `to` (`row`: its columns as updated, with its cost)."""
         return self._event(
             conn,
             event_type(to),
             task_id,
             execution_id,
-            name=row.name,
+            name=row["name"],
             state=to.value,
             reason=reason,
-            attempts=row.attempts,
-            cost_usd=round(float(cost), 10),
+            attempts=row["attempts"],
+            cost_usd=round(float(row["cost"]), 10),
             **({"not_before": values["not_before"]} if values.get("not_before") else {}),
-            **({"file_id": row.file_id} if row.file_id else {}),
+            **({"file_id": row["file_id"]} if row["file_id"] else {}),
             **({"node": node} if node else {}),
         )
 
@@ -750,8 +767,8 @@ class Store:
         self, limit: int, now: float, executions_dir: Path, dispatcher: str = "", **values: Any
     ) -> list[tuple[str, Event, dict[str, Any]]]:
         """Up to `limit` tasks `pick` would choose, started (as by `start_execution`) in one
-        transaction: nodes racing for the queue never collide on a task. An empty queue costs
-        one read, no write transaction."""
+        transaction whose one UPDATE picks and claims them: nodes racing for the queue never
+        collide on a task. An empty queue costs one read, no write transaction."""
         params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
         if self._idle:  # the queue was empty last time: look before taking the write lock
             with self.engine.connect() as conn:
@@ -759,16 +776,42 @@ class Store:
                     return []
         node = values.get("owner_node", "")
         with self._begin() as conn:
-            pick = _PICK
-            if node:  # only while this node's lease holds
-                pick = pick.where(self._lease_held.exists())
-                params["p_node"] = node
-            ids = list(conn.execute(pick, params).scalars())
-            self._idle = not ids
-            if not ids:
+            rows = conn.execute(
+                self._claim_statement(bool(node)),
+                {**params, "p_node": node, "p_now_at": time.time()},
+            ).mappings()
+            started = [self._started(conn, dict(row), executions_dir, values) for row in rows.all()]
+            self._idle = not started
+            if not started:
                 self._check_lease(conn, node)  # nothing to claim, or no lease to claim with?
-            started = [self._start(conn, task_id, executions_dir, values) for task_id in ids]
-            return [s for s in started if s is not None]
+            return started
+
+    @functools.cache  # noqa: B019 (one Store per process: the two statements live as long)
+    def _claim_statement(self, with_lease: bool) -> Any:
+        picked = TASKS.alias("picked")
+        pick = (
+            select(picked.c.id)
+            .where(
+                picked.c.state == State.QUEUED.value,
+                picked.c.dispatcher == bindparam("p_dispatcher"),
+                picked.c.not_before <= bindparam("p_now"),
+            )
+            .order_by(picked.c.sort_key)
+            .limit(bindparam("p_limit"))
+        )
+        if with_lease:  # only while this node's lease holds
+            pick = pick.where(self._lease_held.exists())
+        return (
+            update(TASKS)
+            .where(TASKS.c.id.in_(pick), TASKS.c.state == State.QUEUED.value)
+            .values(
+                state=State.RUNNING.value,
+                reason="",
+                updated_at=bindparam("p_now_at"),
+                attempts=TASKS.c.attempts + 1,
+            )
+            .returning(TASKS.c.id, *_STARTED)
+        )
 
     @functools.cached_property
     def _lease_held(self) -> Any:
@@ -802,12 +845,37 @@ class Store:
         )
         if ev is None:
             return None
+        return self._started(conn, row, executions_dir, values, execution_id, ev)
+
+    def _started(
+        self,
+        conn: Connection,
+        row: dict[str, Any],
+        executions_dir: Path,
+        values: dict[str, Any],
+        execution_id: str = "",
+        event: Event | None = None,
+    ) -> tuple[str, Event, dict[str, Any]]:
+        """The execution row of a task just claimed (`row`: its columns as updated), and its
+        `task.started` event unless the compare-and-set wrote it."""
+        execution_id = execution_id or new_id()
+        if event is None:
+            event = self._task_event(
+                conn,
+                State.RUNNING,
+                row["id"],
+                row,
+                "",
+                {},
+                execution_id,
+                values.get("owner_node", ""),
+            )
         folder = executions_dir / execution_id
         conn.execute(
             _INSERT_EXECUTION,
             {
                 "id": execution_id,
-                "task_id": task_id,
+                "task_id": event["task_id"],
                 "attempt": row["attempts"],
                 "state": State.RUNNING.value,
                 "started_at": time.time(),
@@ -816,7 +884,7 @@ class Store:
                 **values,
             },
         )
-        return execution_id, ev, row
+        return execution_id, event, row
 
     def add_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
         """Progress events (type, task id, execution id, data) in one transaction."""
@@ -941,9 +1009,19 @@ _NOTIFY = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))
 _INSERT_TASK = insert(TASKS)
 _PLACE_FILE = update(FILES).where(FILES.c.id == bindparam("p_id"))
 _INSERT_EXECUTION = insert(EXECUTIONS)
-_TASK_COST = select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0)).where(
-    EXECUTIONS.c.task_id == bindparam("p_id")
+# what a state change returns for its event: the task's cost so far without another read
+_CHANGED = (
+    TASKS.c.name,
+    TASKS.c.attempts,
+    TASKS.c.file_id,
+    select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0))
+    .where(EXECUTIONS.c.task_id == TASKS.c.id)
+    .correlate(TASKS)
+    .scalar_subquery()
+    .label("cost"),
 )
+# and what an execution starting needs of its task
+_STARTED = (*_CHANGED, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json)
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
 )
@@ -971,10 +1049,9 @@ def _cas_statement(keys: tuple[str, ...], queued: bool, bump_attempts: bool) -> 
     }
     if queued:  # a waiting task rises one priority level per aging interval
         values["sort_key"] = TASKS.c.priority_rank * bindparam("p_aging") + bindparam("p_now")
-    returning = [TASKS.c.name, TASKS.c.attempts, TASKS.c.file_id]
+    returning = list(_STARTED if bump_attempts else _CHANGED)
     if bump_attempts:  # an execution starts: what it needs of the task, without another read
         values["attempts"] = TASKS.c.attempts + 1
-        returning += [TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json]
     return (
         update(TASKS)
         .where(
