@@ -366,3 +366,18 @@ def test_unreachable_postgresql_is_a_store_error_without_the_password() -> None:
     for caught in (opened, read):
         assert "claudo:***@127.0.0.1:1/jobs" in str(caught.value)
         assert "hunter22" not in str(caught.value)
+
+
+def test_state_change_events_carry_the_tasks_cost_so_far(store: Store, tmp_path: Path) -> None:
+    (tid,), _ = store.add_tasks([new_task(retry_json='{"max_attempts": 2, "backoff": "0s"}')])
+    eid, started, _ = store.claim(1, time.time(), tmp_path)[0]
+    assert started["cost_usd"] == 0.0
+    retried = store.finish_execution(
+        eid, tid, state=State.FAILED, reason="x", cost_usd=0.25,
+        then=(State.QUEUED, "retry", {}),
+    )  # fmt: skip
+    assert [(e["state"], e["cost_usd"]) for e in retried] == [("FAILED", 0.25), ("QUEUED", 0.25)]
+    eid2, again, _ = store.claim(1, time.time(), tmp_path)[0]
+    assert (again["attempts"], again["cost_usd"]) == (2, 0.25)
+    [done] = store.finish_execution(eid2, tid, state=State.COMPLETED, reason="", cost_usd=0.5)
+    assert done["cost_usd"] == 0.75

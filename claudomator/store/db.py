@@ -1015,8 +1015,8 @@ _CHANGED = (
     TASKS.c.attempts,
     TASKS.c.file_id,
     select(func.coalesce(func.sum(EXECUTIONS.c.cost_usd), 0.0))
-    .where(EXECUTIONS.c.task_id == TASKS.c.id)
-    .correlate(TASKS)
+    # spelled out: SQLite's RETURNING is rendered unqualified, where `id` would be executions.id
+    .where(EXECUTIONS.c.task_id == literal_column("tasks.id"))
     .scalar_subquery()
     .label("cost"),
 )
