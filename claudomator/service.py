@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import itertools
 import json
 import os
@@ -23,13 +22,13 @@ import structlog
 from claudomator import failpoint
 from claudomator.config import Config
 from claudomator.errors import (
-    ClaudomatorError,
     DatabaseUnavailable,
     LeaseLost,
     NotFoundError,
     TransitionError,
 )
 from claudomator.events import Event, Hub
+from claudomator.lock import DispatcherLock
 from claudomator.pool import Pool
 from claudomator.runner import (
     Runner,
@@ -811,34 +810,6 @@ class Claudomator:
             if event is not None:
                 self.publish([event])
         await self.pool.stop(0)
-
-
-class DispatcherLock:
-    """One dispatcher per data dir: a kernel lock on `dispatcher.lock`, released by the kernel
-    when the process dies however it dies; the file says who holds it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self, holder: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            who = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise ClaudomatorError(
-                f"another claudomator serves {self.path.parent} ({who}); stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode() + b"\n", 0)
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def _crashed(state: State, reason: str) -> RunResult:

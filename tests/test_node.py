@@ -22,12 +22,12 @@ from claudomator.errors import ConfigError, DatabaseUnavailable, LeaseLost
 from claudomator.node import may_take, node_id_for
 from claudomator.service import Claudomator
 from claudomator.state import State
-from claudomator.store.db import NODES, Store
+from claudomator.store.db import Store
 from claudomator.store.nodes import Nodes
 from claudomator.store.reader import SCHEMA_VERSION as READER_SCHEMA
 from claudomator.store.reader import Reader
 from claudomator.store.relay import Relay, parse_payload
-from claudomator.store.schema import SCHEMA_VERSION
+from claudomator.store.schema import NODES, SCHEMA_VERSION
 from tests.test_store import new_task, raw
 
 ROW = {

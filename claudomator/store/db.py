@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy import (
     Engine,
     Float,
-    Table,
     bindparam,
     create_engine,
     event,
@@ -50,30 +49,20 @@ from claudomator.config import FILE_MODE, is_postgresql_url, mask_url
 from claudomator.errors import DatabaseUnavailable, LeaseLost, StoreError, TransitionError
 from claudomator.ids import new_id
 from claudomator.state import FINAL_STATES, State, valid_transition
-from claudomator.store.reader import source_key
+from claudomator.store.files import SpoolRecords
 from claudomator.store.schema import (
+    DEPENDENCIES,
+    EVENTS,
+    EXECUTIONS,
+    FILES,
+    GIT_VERSIONS,
+    META,
     MIGRATIONS,
+    NODES,
     SCHEMA_VERSION,
-    DependencyRow,
-    EventRow,
-    ExecutionRow,
-    FileRow,
-    GitVersionRow,
-    MetaRow,
-    NodeRow,
-    SourceRow,
-    TaskRow,
+    SOURCES,
+    TASKS,
 )
-
-TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]
-EXECUTIONS: Table = SQLModel.metadata.tables[ExecutionRow.__tablename__]
-EVENTS: Table = SQLModel.metadata.tables[EventRow.__tablename__]
-META: Table = SQLModel.metadata.tables[MetaRow.__tablename__]
-FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
-DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
-GIT_VERSIONS: Table = SQLModel.metadata.tables[GitVersionRow.__tablename__]
-SOURCES: Table = SQLModel.metadata.tables[SourceRow.__tablename__]
-NODES: Table = SQLModel.metadata.tables[NodeRow.__tablename__]
 
 Event = dict[str, Any]
 
@@ -112,7 +101,7 @@ _MIGRATE_LOCK = 0x636C61756431  # "claud1"
 _WRITE_LOCK = 0x636C61756432  # "claud2"
 
 
-class Store:
+class Store(SpoolRecords):
     """One database, safe to share between processes: a SQLite file (WAL, busy timeout,
     immediate write locks) or a PostgreSQL URL (`postgresql+psycopg://user@host:5432/db`)."""
 
@@ -442,54 +431,6 @@ class Store:
 
     # -- spool files ---------------------------------------------------------------------------
 
-    def add_files(
-        self,
-        files: Sequence[tuple[str, str, str, str]],
-        *,
-        provenance_json: str = "{}",
-        version: tuple[str, str, str, str] | None = None,
-    ) -> bool:
-        """Record claims about to happen: (file id, source, relative path, staged name). With
-        `version` (source, path, blob, commit) — a git source's copy — the version is claimed in
-        the same transaction: False, and nothing recorded, when it was ever claimed before."""
-        if not files:
-            return True
-        now = time.time()
-        with self._begin() as conn:
-            if version is not None:
-                source, path, blob, commit = version
-                seen = conn.execute(
-                    select(GIT_VERSIONS.c.blob).where(
-                        GIT_VERSIONS.c.source == source,
-                        GIT_VERSIONS.c.path == path,
-                        GIT_VERSIONS.c.blob == blob,
-                    )
-                ).first()
-                if seen is not None:
-                    return False
-                conn.execute(
-                    insert(GIT_VERSIONS).values(
-                        source=source, path=path, blob=blob, commit=commit,
-                        file_id=files[0][0], created_at=now,
-                    )
-                )  # fmt: skip
-            conn.execute(
-                insert(FILES),
-                [
-                    {"id": i, "node": self.node, "source": s, "rel_path": r, "folder": "staging",
-                     "name": n,
-                     "provenance_json": provenance_json, "created_at": now, "updated_at": now}
-                    for i, s, r, n in files
-                ],
-            )  # fmt: skip
-        return True
-
-    def drop_files(self, file_ids: Sequence[str]) -> None:
-        """Forget claims that did not happen (the file was gone)."""
-        if file_ids:
-            with self._begin() as conn:
-                conn.execute(FILES.delete().where(FILES.c.id.in_(list(file_ids))))
-
     def ingest(
         self, entries: Sequence[tuple[str, Sequence[NewTask], str, str, str]]
     ) -> tuple[dict[str, list[str]], list[Event]]:
@@ -515,134 +456,6 @@ class Store:
                     },
                 )
         return out, events
-
-    def set_file(self, file_id: str, **values: Any) -> None:
-        with self._begin() as conn:
-            conn.execute(
-                update(FILES).where(FILES.c.id == file_id).values(updated_at=time.time(), **values)
-            )
-
-    def files(self, folders: Iterable[str]) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(FILES).where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
-            ).mappings()
-            return [dict(r) for r in rows]
-
-    def file_task_states(
-        self, folders: Iterable[str], file_id: str | None = None
-    ) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
-        """This node's files in `folders` (or only `file_id`): each one's folder, its name there,
-        and its tasks' (state, attempts); one query, no execution read."""
-        query = (
-            select(FILES.c.id, FILES.c.folder, FILES.c.name, TASKS.c.state, TASKS.c.attempts)
-            .join(TASKS, TASKS.c.file_id == FILES.c.id)
-            .where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
-        )
-        if file_id is not None:
-            query = query.where(FILES.c.id == file_id)
-        out: dict[str, tuple[str, str, list[tuple[State, int]]]] = {}
-        with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                entry = out.setdefault(r.id, (r.folder, r.name, []))
-                entry[2].append((State(r.state), r.attempts))
-        return out
-
-    def file(self, file_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(FILES).where(FILES.c.id == file_id, FILES.c.node == self.node))
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
-
-    def file_tasks(self, file_id: str) -> list[dict[str, Any]]:
-        """The file's tasks, oldest first, each with its executions."""
-        with self.engine.connect() as conn:
-            tasks = [
-                dict(r)
-                for r in conn.execute(
-                    select(
-                        TASKS.c.id, TASKS.c.name, TASKS.c.state, TASKS.c.reason, TASKS.c.attempts
-                    )
-                    .where(TASKS.c.file_id == file_id)
-                    .order_by(TASKS.c.id)
-                ).mappings()
-            ]
-            by_task: dict[str, list[dict[str, Any]]] = {t["id"]: [] for t in tasks}
-            if tasks:
-                for r in conn.execute(
-                    select(EXECUTIONS)
-                    .where(EXECUTIONS.c.task_id.in_(list(by_task)))
-                    .order_by(EXECUTIONS.c.id)
-                ).mappings():
-                    by_task[r["task_id"]].append(dict(r))
-            for t in tasks:
-                t["executions"] = by_task[t["id"]]
-            return tasks
-
-    # -- sources ---------------------------------------------------------------------------------
-
-    def source_state(self, name: str) -> dict[str, Any] | None:
-        """This node's progress on source `name`: each node walks its own checkout (every version
-        is still ingested once cluster-wide, see `add_files`). A row from before nodes existed,
-        keyed by the name alone, is the starting point of the node that first reads it."""
-        key = source_key(name, self.node)
-        with self.engine.connect() as conn:
-            rows = {
-                r["name"]: dict(r)
-                for r in conn.execute(select(SOURCES).where(SOURCES.c.name.in_([key, name])))
-                .mappings()
-                .all()
-            }
-        row = rows.get(key) or rows.get(name)
-        return {**row, "name": name} if row else None
-
-    def set_source_state(self, name: str, kind: str, **values: Any) -> None:
-        key = source_key(name, self.node)
-        with self._begin() as conn:
-            now = time.time()
-            updated = conn.execute(
-                update(SOURCES).where(SOURCES.c.name == key).values(updated_at=now, **values)
-            )
-            if updated.rowcount == 0:
-                legacy = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).mappings()
-                start = {k: v for k, v in (legacy.first() or {}).items() if k in ("last_commit",)}
-                conn.execute(
-                    insert(SOURCES).values(
-                        **{**start, "name": key, "kind": kind, "updated_at": now, **values}
-                    )
-                )
-
-    def file_by_name(
-        self, source: str, rel_path: str, folders: Iterable[str]
-    ) -> dict[str, Any] | None:
-        """The newest spool file of `source` found at `rel_path` and now in one of `folders`."""
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(FILES)
-                    .where(
-                        FILES.c.node == self.node,
-                        FILES.c.source == source,
-                        FILES.c.rel_path == rel_path,
-                        FILES.c.folder.in_(list(folders)),
-                    )
-                    .order_by(FILES.c.id.desc())
-                )
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
-
-    def set_source_path(self, file_id: str, source_path: str) -> None:
-        """A renamed task file: its tasks and file row follow the new path."""
-        with self._begin() as conn:
-            conn.execute(
-                update(TASKS).where(TASKS.c.file_id == file_id).values(source_path=source_path)
-            )
-            conn.execute(update(FILES).where(FILES.c.id == file_id).values(rel_path=source_path))
 
     # -- pool state (stored: every process sees it, and a restart keeps it) ---------------------
 
@@ -788,17 +601,7 @@ class Store:
 
     @functools.cache  # noqa: B019 (one Store per process: the two statements live as long)
     def _claim_statement(self, with_lease: bool) -> Any:
-        picked = TASKS.alias("picked")
-        pick = (
-            select(picked.c.id)
-            .where(
-                picked.c.state == State.QUEUED.value,
-                picked.c.dispatcher == bindparam("p_dispatcher"),
-                picked.c.not_before <= bindparam("p_now"),
-            )
-            .order_by(picked.c.sort_key)
-            .limit(bindparam("p_limit"))
-        )
+        pick = _pick(TASKS.alias("picked"))  # the UPDATE's own table, seen apart
         if with_lease:  # only while this node's lease holds
             pick = pick.where(self._lease_held.exists())
         return (
@@ -1025,16 +828,23 @@ _STARTED = (*_CHANGED, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
 )
-_PICK = (
-    select(TASKS.c.id)
-    .where(
-        TASKS.c.state == State.QUEUED.value,
-        TASKS.c.dispatcher == bindparam("p_dispatcher"),
-        TASKS.c.not_before <= bindparam("p_now"),
+
+
+def _pick(tasks: Any) -> Any:
+    """QUEUED tasks of a dispatcher whose back-off has passed, in priority order with aging."""
+    return (
+        select(tasks.c.id)
+        .where(
+            tasks.c.state == State.QUEUED.value,
+            tasks.c.dispatcher == bindparam("p_dispatcher"),
+            tasks.c.not_before <= bindparam("p_now"),
+        )
+        .order_by(tasks.c.sort_key)
+        .limit(bindparam("p_limit"))
     )
-    .order_by(TASKS.c.sort_key)
-    .limit(bindparam("p_limit"))
-)
+
+
+_PICK = _pick(TASKS)
 
 
 @functools.cache

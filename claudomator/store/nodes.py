@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from claudomator.state import State
-from claudomator.store.db import EXECUTIONS, FILES, NODES, TASKS, Event, Store
+from claudomator.store.db import Event, Store
+from claudomator.store.schema import EXECUTIONS, FILES, NODES, TASKS
 
 UP, STOPPED, LOST = "up", "stopped", "lost"
 

@@ -18,7 +18,14 @@ from typing import Any
 
 from claudomator.config import is_postgresql_url, mask_url
 from claudomator.errors import StoreError
-from claudomator.store.rows import EXECUTION_COLUMNS, TASK_COLUMNS, execution_json, iso, task_json
+from claudomator.store.rows import (
+    EXECUTION_COLUMNS,
+    TASK_COLUMNS,
+    execution_json,
+    iso,
+    node_json,
+    task_json,
+)
 
 # the schema this reader reads (store.schema.SCHEMA_VERSION; a test keeps them equal)
 SCHEMA_VERSION = 2
@@ -270,35 +277,12 @@ class Reader:
             by_node.setdefault(r["owner"]["node"], []).append(
                 {"task_id": r["task_id"], "name": r["name"], "execution_id": r["execution_id"]}
             )
-        out = []
-        for r in self._rows(
+        rows = self._rows(
             "SELECT id, kind, host, pid, state, slots, heartbeat_at, heartbeat_s, lease_s, "
             "started_at, stopped_at, data_dir, version FROM nodes "
             "ORDER BY CASE state WHEN 'up' THEN 0 WHEN 'lost' THEN 1 ELSE 2 END, id"
-        ):
-            runs = by_node.get(r["id"], [])
-            out.append(
-                {
-                    "id": r["id"],
-                    "kind": r["kind"],
-                    "host": r["host"],
-                    "pid": r["pid"],
-                    "state": r["state"],
-                    "expired": r["state"] == "up" and r["heartbeat_at"] + r["lease_s"] < now,
-                    "slots": r["slots"],
-                    "busy": len(runs),
-                    "running": runs,
-                    "heartbeat_at": iso(r["heartbeat_at"]),
-                    "heartbeat_age_s": round(max(0.0, now - r["heartbeat_at"]), 1),
-                    "heartbeat_s": r["heartbeat_s"],
-                    "lease_s": r["lease_s"],
-                    "started_at": iso(r["started_at"]),
-                    "stopped_at": iso(r["stopped_at"]),
-                    "data_dir": r["data_dir"],
-                    "version": r["version"],
-                }
-            )
-        return out
+        )
+        return [node_json(r, by_node.get(r["id"], []), now) for r in rows]
 
     def costs(self, since: float) -> dict[str, list[dict[str, Any]]]:
         """Spend since `since` per local day (by when each execution started) and per tag (a

@@ -96,3 +96,26 @@ def execution_json(row: RowLike) -> dict[str, Any]:
         "stderr_path": row["stderr_path"],
         "owner": {"host": row["owner_host"], "pid": row["owner_pid"], "node": row["owner_node"]},
     }
+
+
+def node_json(row: RowLike, running: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """A `nodes` row as the API shows it; `running`: its executions, `now`: the database's time."""
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "host": row["host"],
+        "pid": row["pid"],
+        "state": row["state"],
+        "expired": row["state"] == "up" and row["heartbeat_at"] + row["lease_s"] < now,
+        "slots": row["slots"],
+        "busy": len(running),
+        "running": running,
+        "heartbeat_at": iso(row["heartbeat_at"]),
+        "heartbeat_age_s": round(max(0.0, now - row["heartbeat_at"]), 1),
+        "heartbeat_s": row["heartbeat_s"],
+        "lease_s": row["lease_s"],
+        "started_at": iso(row["started_at"]),
+        "stopped_at": iso(row["stopped_at"]),
+        "data_dir": row["data_dir"],
+        "version": row["version"],
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 2
@@ -194,3 +194,13 @@ MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
         "CREATE INDEX ix_files_node ON files (node)",
     ],
 }
+
+TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]
+EXECUTIONS: Table = SQLModel.metadata.tables[ExecutionRow.__tablename__]
+EVENTS: Table = SQLModel.metadata.tables[EventRow.__tablename__]
+META: Table = SQLModel.metadata.tables[MetaRow.__tablename__]
+FILES: Table = SQLModel.metadata.tables[FileRow.__tablename__]
+DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
+GIT_VERSIONS: Table = SQLModel.metadata.tables[GitVersionRow.__tablename__]
+SOURCES: Table = SQLModel.metadata.tables[SourceRow.__tablename__]
+NODES: Table = SQLModel.metadata.tables[NodeRow.__tablename__]
