@@ -437,3 +437,27 @@ def test_a_connection_error_is_one_to_try_again_and_shows_no_password() -> None:
         conn.execute(text("SELECT 1"))
     assert "claudo:***@" in str(caught.value) and "hunter22" not in str(caught.value)
     engine.dispose()
+
+
+def test_a_git_version_seen_by_several_nodes_is_ingested_by_one(database: Path | str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [Store(database) for _ in range(4)]
+    for i, s in enumerate(stores):
+        s.node = f"n{i}"
+    version = ("@repo", "tasks/a.yaml", "blob1", "commit1")
+
+    def offer(i: int) -> bool:
+        row = (f"file{i}", "@repo", "tasks/a.yaml", f"file{i}-a.yaml")
+        return stores[i].add_files([row], version=version)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            won = list(pool.map(offer, range(4)))
+        assert sorted(won) == [False, False, False, True]
+        winner = won.index(True)
+        assert [f["id"] for f in stores[winner].files(["staging"])] == [f"file{winner}"]
+        assert all(s.files(["staging"]) == [] for i, s in enumerate(stores) if i != winner)
+    finally:
+        for s in stores:
+            s.close()
