@@ -391,6 +391,12 @@ def logs(ctx: Context, ref: str, follow: bool, raw: bool, which: str | None) -> 
             raise NotFoundError(f"task {ref} has no execution yet")
         raise NotFoundError(f"no task or execution with id {ref!r}")
     path = Path(ex["stderr_path"] if which == "stderr" else ex["stdout_path"])
+    node = ex["owner"]["node"]
+    if node and not path.exists() and node != (ctx.config.node_id or ctx.config.data_dir.node_id()):
+        raise NotFoundError(
+            f"execution {ex['id']} ran on node {node} ({ex['owner']['host']}): its log is in that "
+            f"node's data dir ({path}); run `claudomator logs` there"
+        )
     out = sys.stdout.buffer
     for line in _follow_lines(path, lambda: _is_running(reader, ex["id"]) if follow else False):
         if raw or which == "stderr":

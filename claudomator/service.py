@@ -544,8 +544,13 @@ class Claudomator:
                     kill_tree(procs)
 
     def leave(self) -> None:
+        """A clean exit: `stopped` (a database away now only means the lease will expire)."""
         if self.membership is not None:
-            event = self.membership.leave()
+            try:
+                event = self.membership.leave()
+            except DatabaseUnavailable as e:
+                log.warning("node.leave_failed", error=str(e))
+                return
             self.publish([event] if event else [])
 
     def reap(self) -> None:

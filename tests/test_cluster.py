@@ -443,4 +443,20 @@ def test_every_nodes_events_reach_the_websocket(cluster: Cluster) -> None:
     # QUIET_S): they came through PostgreSQL's NOTIFY
     delays = sorted(seen - e["at"] for seen, e in mine.values())
     assert delays[0] < QUIET_S, delays
+    # its log stays on b's disk: a's API says where it is instead of an empty page
+    execution_id = mine["task.finished"][1]["execution_id"]
+    page = httpx.get(f"http://127.0.0.1:{port}/api/executions/{execution_id}/log").json()
+    assert (page["node"], page["elsewhere"], page["lines"]) == (b.id, True, [])
+    here = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "logs", execution_id],
+        env={**b.env, "CLAUDOMATOR_HOME": str(b.home)}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert here.returncode == 0 and here.stdout
+    # as if b were another machine: its data dir is not on a's disk
+    (b.home / "executions" / execution_id).rename(b.home / "away")
+    there = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "logs", execution_id],
+        env={**a.env, "CLAUDOMATOR_HOME": str(a.home)}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert there.returncode == 4 and f"ran on node {b.id}" in there.stderr
     assert errors(a) == errors(b) == []

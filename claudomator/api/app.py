@@ -279,6 +279,7 @@ async def get_log(
         limit=limit,
         readable=log_format == "readable",
         task_env=_task_env(service, ex["task_id"]),
+        this_node=service.node_id,
     )
 
 

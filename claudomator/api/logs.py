@@ -29,10 +29,14 @@ def read_log(
     limit: int,
     readable: bool,
     task_env: Mapping[str, str],
+    this_node: str = "",
 ) -> LogPage:
     running = execution["state"] == State.RUNNING.value
     path = _inside(execution[f"{stream}_path"], executions)
     chunk, start, size = b"", 0, 0
+    node = execution["owner"]["node"]
+    # logs stay in the data dir of the node that ran the execution
+    elsewhere = bool(node) and node != this_node and (path is None or not path.exists())
     if path is not None:
         try:
             with open(path, "rb") as f:
@@ -72,6 +76,8 @@ def read_log(
         "eof": next_offset >= size,
         "running": running,
         "lines": lines,
+        "node": node,
+        "elsewhere": elsewhere,
     }
 
 

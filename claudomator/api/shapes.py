@@ -163,6 +163,8 @@ class LogPage(TypedDict):
     eof: bool  # next_offset reached the end of the log as it is now
     running: bool  # the execution may still write more
     lines: list[str]
+    node: str  # the node that ran it
+    elsewhere: bool  # its log is in that other node's data dir, not here
 
 
 class Problem(TypedDict):

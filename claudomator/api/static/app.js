@@ -170,7 +170,8 @@ function executionRow(ex, detail) {
     h("td", {}, ex.attempt), h("td", {}, stateBadge(ex.state)), h("td", {}, ex.reason),
     h("td", { class: "num" }, money(ex.cost_usd)),
     h("td", {}, `${ex.tokens.input.toLocaleString()} / ${ex.tokens.output.toLocaleString()}`),
-    h("td", {}, ex.num_turns ?? ""), h("td", {}, when(ex.started_at)), h("td", {}, duration(seconds)),
+    h("td", {}, ex.num_turns ?? ""), h("td", {}, ex.owner.node || ex.owner.host),
+    h("td", {}, when(ex.started_at)), h("td", {}, duration(seconds)),
     h("td", {}, h("button", { type: "button", "aria-pressed": selected ? "true" : "false",
       onclick: guard(() => openLog(ex.id, detail)) }, "Show log")));
 }
@@ -236,6 +237,11 @@ async function followLog() {
       current.offset = page.next_offset;
       const log = $("#log");
       const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      if (page.elsewhere) {
+        log.replaceChildren(h("p", { class: "entry" },
+          `This execution ran on node ${page.node}: its log is in that node's data dir (open that node's page to read it).`));
+        break;
+      }
       for (const line of page.lines) log.append(...renderLine(line));
       if (atBottom) log.scrollTop = log.scrollHeight;
       if (page.eof || !page.lines.length) {
