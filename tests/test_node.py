@@ -123,7 +123,7 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     register(nodes, "b")
     assert abs(nodes.clock() - time.time()) < 5
     ids, _ = store.add_tasks([new_task("t1"), new_task("t2")])
-    claimed = store.claim(2, time.time(), tmp_path, owner_node="a", owner_pid=1)
+    claimed = store.claim(2, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
     assert sorted(c[1]["task_id"] for c in claimed) == sorted(ids)
     assert {c[1]["node"] for c in claimed} == {"a"}
     assert nodes.expired() == ([], False) and nodes.lost_executions() == []
@@ -141,9 +141,11 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     assert not nodes.heartbeat("b", os.getpid(), 2.5)  # another process under its id
     store.add_tasks([new_task("t3")])
     with pytest.raises(LeaseLost):  # a lost node claims nothing
-        store.claim(1, time.time(), tmp_path, owner_node="a")
+        store.claim(1, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
     with pytest.raises(LeaseLost):  # nor does a node that never joined
-        store.start_execution(ids[0], tmp_path, owner_node="nobody")
+        store.start_execution(ids[0], tmp_path, owner_node="nobody", owner_pid=os.getpid())
+    with pytest.raises(LeaseLost):  # nor another process under a live node's id
+        store.claim(1, time.time(), tmp_path, owner_node="b", owner_pid=os.getpid() + 1)
 
 
 def test_a_node_renewing_in_time_is_not_marked_lost(store: Store) -> None:
@@ -161,10 +163,11 @@ def test_claiming_needs_a_lease_that_still_holds(store: Store, tmp_path: Path) -
     register(nodes, "a", lease_s=30)
     store.add_tasks([new_task("t1")])
     age(store, "a", 31)  # stalled past its lease, not yet marked lost
+    mine = {"owner_node": "a", "owner_pid": os.getpid()}
     with pytest.raises(LeaseLost):
-        store.claim(1, time.time(), tmp_path, owner_node="a")
+        store.claim(1, time.time(), tmp_path, **mine)
     assert nodes.heartbeat("a", os.getpid(), 1.5)
-    assert len(store.claim(1, time.time(), tmp_path, owner_node="a")) == 1
+    assert len(store.claim(1, time.time(), tmp_path, **mine)) == 1
 
 
 def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
@@ -222,7 +225,7 @@ def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
     register(other, "gone")
     retried = new_task("retried", retry_json=json.dumps({"max_attempts": 2, "backoff": "1s"}))
     ids, _ = service.store.add_tasks([new_task("once"), retried])
-    service.store.claim(2, time.time(), tmp_path, owner_node="gone")
+    service.store.claim(2, time.time(), tmp_path, owner_node="gone", owner_pid=os.getpid())
     service.reap()
     assert [service.task(i)["state"] for i in ids] == ["RUNNING", "RUNNING"]  # lease holds
     age(service.store, "gone", 31)

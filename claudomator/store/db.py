@@ -573,7 +573,7 @@ class Store(SpoolRecords):
         `executions_dir`); returns its id, the event and the task row (attempts already counted),
         or None if it lost the race. `values` name the owner (`owner_node` etc.)."""
         with self._begin() as conn:
-            self._check_lease(conn, values.get("owner_node", ""))
+            self._check_lease(conn, values.get("owner_node", ""), values.get("owner_pid", 0))
             return self._start(conn, task_id, executions_dir, values)
 
     def claim(
@@ -591,12 +591,17 @@ class Store(SpoolRecords):
         with self._begin() as conn:
             rows = conn.execute(
                 self._claim_statement(bool(node)),
-                {**params, "p_node": node, "p_now_at": time.time()},
+                {
+                    **params,
+                    "p_node": node,
+                    "p_pid": values.get("owner_pid", 0),
+                    "p_now_at": time.time(),
+                },
             ).mappings()
             started = [self._started(conn, dict(row), executions_dir, values) for row in rows.all()]
             self._idle = not started
-            if not started:
-                self._check_lease(conn, node)  # nothing to claim, or no lease to claim with?
+            if not started:  # nothing to claim, or no lease to claim with?
+                self._check_lease(conn, node, values.get("owner_pid", 0))
             return started
 
     @functools.cache  # noqa: B019 (one Store per process: the two statements live as long)
@@ -620,13 +625,14 @@ class Store(SpoolRecords):
     def _lease_held(self) -> Any:
         return select(NODES.c.id).where(
             NODES.c.id == bindparam("p_node"),
+            NODES.c.pid == bindparam("p_pid"),  # not another process that took the id since
             NODES.c.state == "up",
             NODES.c.heartbeat_at + NODES.c.lease_s >= self.now_sql,
         )
 
-    def _check_lease(self, conn: Connection, node: str) -> None:
+    def _check_lease(self, conn: Connection, node: str, pid: int) -> None:
         """A node claims only while its lease holds (it may have been stalled past it)."""
-        if node and conn.execute(self._lease_held, {"p_node": node}).first() is None:
+        if node and conn.execute(self._lease_held, {"p_node": node, "p_pid": pid}).first() is None:
             raise LeaseLost(f"node {node}: its lease expired or it was marked lost")
 
     def _start(
