@@ -82,3 +82,7 @@ class LeaseLost(StoreError):
 class DatabaseUnavailable(StoreError):
     """The database cannot be reached or refused for a moment (a network cut, a restart, a lock
     timeout): worth trying again."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: the database is unavailable: {reason}")
+        self.reason = reason

@@ -402,7 +402,7 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
     def away_twice(*args: Any, **kwargs: Any) -> Any:
         if len(refusals) < 2:
             refusals.append(1)
-            raise DatabaseUnavailable("the database is away")
+            raise DatabaseUnavailable("the test database", "away")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "finish_execution", away_twice)
@@ -464,3 +464,43 @@ def test_a_git_version_seen_by_several_nodes_is_ingested_by_one(database: Path |
     finally:
         for s in stores:
             s.close()
+
+
+def test_nodes_and_status_show_the_cluster_in_a_terminal(home: Path, tmp_path: Path) -> None:
+    from tests.test_cli import cli
+
+    home.mkdir(parents=True)
+    store = Store(home / "claudomator.db")
+    try:
+        nodes = Nodes(store)
+        register(nodes, "alpha")
+        register(nodes, "beta")
+        register(nodes, "gamma")
+        age(store, "gamma", 31)  # silent past its lease: not yet marked
+        [task_id], _ = store.add_tasks([new_task("build")])
+        store.claim(1, time.time(), tmp_path, owner_node="beta", owner_pid=os.getpid())
+    finally:
+        store.close()
+    table = cli("nodes").stdout.splitlines()
+    assert table[0].split() == [
+        "NODE",
+        "KIND",
+        "STATE",
+        "HOST:PID",
+        "SLOTS",
+        "HEARTBEAT",
+        "RUNNING",
+    ]
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {"alpha", "beta", "gamma"}
+    assert "up 0/4" in rows["alpha"] and rows["beta"].split()[-1] == "build"
+    assert "up 1/4" in rows["beta"] and "silent 3" in rows["gamma"]  # 31 s or so
+    status = cli("status").stdout
+    assert f"running: {task_id} build on beta for" in status
+    assert "nodes: alpha up 0/4, beta up 1/4, gamma silent" in status
+    listed = json.loads(cli("nodes", "--json").stdout)
+    assert [(n["id"], n["busy"], n["expired"]) for n in listed] == [
+        ("alpha", 0, False),
+        ("beta", 1, False),
+        ("gamma", 0, True),
+    ]

@@ -135,7 +135,8 @@ class Store(SpoolRecords):
             self._write_lock = _WRITE_LOCK + zlib.crc32(self.channel.encode())
         except (SQLAlchemyError, DatabaseUnavailable) as e:
             self.engine.dispose()
-            raise StoreError(f"{self.shown}: cannot open the database: {e}") from e
+            reason = e.reason if isinstance(e, DatabaseUnavailable) else str(e)
+            raise StoreError(f"{self.shown}: cannot open the database: {reason}") from e
         except BaseException:
             self.engine.dispose()
             raise
@@ -150,9 +151,7 @@ class Store(SpoolRecords):
         which callers may try again; the URL in the message has its password masked."""
         error = context.sqlalchemy_exception
         if isinstance(error, OperationalError | InterfaceError):
-            raise DatabaseUnavailable(
-                f"{self.shown}: the database is unavailable: {context.original_exception}"
-            ) from error
+            raise DatabaseUnavailable(self.shown, str(context.original_exception)) from error
 
     # -- schema --------------------------------------------------------------------------------
 
