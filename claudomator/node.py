@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from claudomator.config import DataDir, write_private
-from claudomator.errors import ClaudomatorError
+from claudomator.errors import ClaudomatorError, DatabaseUnavailable
 from claudomator.store.db import Event
 from claudomator.store.nodes import UP, Nodes
 
@@ -47,7 +47,7 @@ def may_take(
     alive_started: float | None,
     now: float,
 ) -> str:
-    """ "" when this process may become node `row["id"]`, else why not. The id is free when no
+    """Why this process may not become node `row["id"]`, or "" when it may. The id is free when no
     process holds it: never used, stopped, lost, its lease expired, or its process on this host is
     gone (`alive_started`: the start time of the process holding its pid now, None when none)."""
     if row is None or row["state"] != UP:
@@ -130,6 +130,7 @@ class Membership:
         and `reap()` other nodes' expired leases every `REAP_S`."""
         loop = asyncio.get_running_loop()
         due = loop.time() + self.heartbeat_s
+        away = False
         while not stop.is_set():
             try:
                 if loop.time() >= due or self.doubt.is_set():
@@ -139,7 +140,14 @@ class Membership:
                         log.error("node.lease_lost", node=self.id)
                         lost()
                 reap()
-            except Exception:  # a database that is away for a moment must not end the node
+                if away:
+                    log.info("node.database_back", node=self.id)
+                away = False
+            except DatabaseUnavailable as e:  # away for a moment: told once, tried every round
+                if not away:
+                    log.warning("node.database_away", node=self.id, error=str(e))
+                away = True
+            except Exception:  # one bad round must not end the node
                 log.exception("node.loop_error", node=self.id)
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.doubt.wait())]
             await asyncio.wait(
