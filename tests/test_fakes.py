@@ -25,6 +25,7 @@ import pytest
 
 from tests.fakes import make_fake_claude, make_instant_claude, real_claude
 from tests.fakes.mock_api import REAL_CLI_ENV, MockAnthropic
+from tests.needs import needs
 
 SAMPLE = Path(__file__).parent / "data" / "sample-stream.jsonl"
 SID = "1044c6d1-0182-4204-9764-ee1c4b119c8d"
@@ -611,9 +612,8 @@ def test_mock_budget_usage_exceeds_a_cent_in_one_call() -> None:
 # -- the real CLI against MockAnthropic ---------------------------------------------------------
 
 REAL_CLAUDE = real_claude()
-needs_real_cli = pytest.mark.skipif(
-    not REAL_CLAUDE,
-    reason="the real claude CLI is not installed here and npm cannot install it (see README)",
+needs_real_cli = needs(
+    REAL_CLAUDE, "the real claude CLI is not installed and npm cannot install it (see README)"
 )
 
 

@@ -21,8 +21,9 @@ from claudomator.config import load_config
 from claudomator.intake import Intake
 from claudomator.service import Claudomator
 from claudomator.sources.git import GitSources, GitWatcher
+from tests.needs import needs
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = needs(shutil.which("git"), "git is not installed")
 
 DEV = "dev@example.com"
 

@@ -6,21 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
-
-import claudomator
 from tests.test_git import Repo, _git_isolated, repo, source_toml, task
 from tests.test_serve import Server, server, wait_for
 
 __all__ = ["_git_isolated", "repo", "server"]  # fixtures, in force here too
-
-PACKAGE = Path(claudomator.__file__).parent
-wired = any("GitSources" in (PACKAGE / m).read_text() for m in ("service.py", "cli.py"))
-pytestmark = pytest.mark.skipif(
-    not wired, reason="serve does not start the git sources yet (GitSources is not wired in)"
-)
 
 
 def status(server: Server, task_id: str) -> dict[str, object]:

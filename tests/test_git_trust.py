@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import needs
 from tests.test_git import DEV, Repo, World, _git_isolated, repo, source_toml, task
 
 __all__ = ["_git_isolated", "repo"]  # fixtures, in force here too
 
-needs_ssh_keygen = pytest.mark.skipif(
-    shutil.which("ssh-keygen") is None, reason="ssh-keygen (OpenSSH) is not installed"
-)
-needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
+needs_ssh_keygen = needs(shutil.which("ssh-keygen"), "ssh-keygen (OpenSSH) is not installed")
+needs_gpg = needs(shutil.which("gpg"), "gpg is not installed")
 
 
 def ssh_key(folder: Path, name: str) -> Path:

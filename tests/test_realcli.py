@@ -19,13 +19,12 @@ from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.fakes import real_claude
 from tests.fakes.mock_api import MockAnthropic
+from tests.needs import needs
 
 REAL = real_claude()
 pytestmark = [
     pytest.mark.realcli,
-    pytest.mark.skipif(
-        not REAL, reason="the real claude CLI is not installed and npm cannot install it"
-    ),
+    needs(REAL, "the real claude CLI is not installed and npm cannot install it (see README)"),
 ]
 
 

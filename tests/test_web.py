@@ -22,6 +22,7 @@ from claudomator.config import load_config
 from claudomator.service import Claudomator
 from claudomator.token import Tokens, ensure_token
 from tests.fakes import make_fake_claude
+from tests.needs import unavailable
 from tests.test_api_serve import free_port, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -88,14 +89,6 @@ def test_the_page_is_public_and_the_api_is_not(tmp_path: Path) -> None:
 # -- in the browser ------------------------------------------------------------------------------
 
 
-def _browser_missing() -> bool:
-    if os.path.exists(CHROMIUM) and shutil.which("chromium"):
-        return False
-    if os.environ.get("CI"):
-        pytest.fail(f"CI: the browser tests need {CHROMIUM} (apt-get install chromium)")
-    return True
-
-
 class Server:
     def __init__(self, home: Path, url: str, token: str) -> None:
         self.home, self.url, self.token = home, url, token
@@ -114,8 +107,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if _browser_missing():
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium); CI is not set")
+    if not (os.path.exists(CHROMIUM) and shutil.which("chromium")):
+        unavailable(
+            f"the browser tests drive Debian's chromium: no {CHROMIUM} here (apt-get install chromium)"
+        )
     base = tmp_path_factory.mktemp("web")
     home = base / "home"
     home.mkdir()

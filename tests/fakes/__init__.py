@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.needs import ON_CI
+
 FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
 
 __all__ = ["FAKE_CLAUDE", "make_fake_claude", "make_instant_claude", "real_claude"]
@@ -120,6 +122,6 @@ def real_claude() -> str:
             path = out.stdout.strip().splitlines()[-1]
     if path and os.access(path, os.X_OK):
         return path
-    if os.environ.get("CI") == "true":
+    if ON_CI:
         raise RuntimeError("the real claude CLI is needed under CI=true: .ci/install-claude failed")
     return ""
