@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -411,19 +411,25 @@ class NotifyTarget:
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
 
 
-def _notify_targets(value: object, where: str) -> tuple[NotifyTarget, ...]:
+def _tables(
+    value: object, where: str, key: str, fields: Sequence[str], what: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """An array of tables (`[[key]]`): each table with where it is, unknown keys refused."""
     if not isinstance(value, list):
-        raise ConfigError(f"{where}: notify: write each receiver as a [[notify]] table")
-    targets = []
+        raise ConfigError(f"{where}: {key}: write each {what} as a [[{key}]] table")
     for i, table in enumerate(value):
-        at = f"{where}: notify[{i}]"
+        at = f"{where}: {key}[{i}]"
         if not isinstance(table, dict):
-            raise ConfigError(f"{at}: write each receiver as a [[notify]] table")
+            raise ConfigError(f"{at}: write each {what} as a [[{key}]] table")
         for name in table:
-            if name not in _NOTIFY_FIELDS:
-                close = difflib.get_close_matches(name, _NOTIFY_FIELDS, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{at}.{name}: unknown key{hint}")
+            if name not in fields:
+                raise ConfigError(f"{at}.{name}: unknown key{_did_you_mean(name, fields)}")
+        yield at, table
+
+
+def _notify_targets(value: object, where: str) -> tuple[NotifyTarget, ...]:
+    targets = []
+    for at, table in _tables(value, where, "notify", _NOTIFY_FIELDS, "receiver"):
         url = table.get("url")
         if not isinstance(url, str) or not _is_url(url):
             raise ConfigError(f"{at}.url: {url!r} is not an http(s) URL")
@@ -508,18 +514,8 @@ class GitSource:
 
 
 def _git_sources(value: object, where: str) -> tuple[GitSource, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: sources: write each source as a [[sources]] table")
     sources: list[GitSource] = []
-    for i, table in enumerate(value):
-        at = f"{where}: sources[{i}]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{at}: write each source as a [[sources]] table")
-        for name in table:
-            if name not in _SOURCE_FIELDS:
-                close = difflib.get_close_matches(name, _SOURCE_FIELDS, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{at}.{name}: unknown key{hint}")
+    for at, table in _tables(value, where, "sources", _SOURCE_FIELDS, "source"):
         try:
             source = _git_source(table)
         except _FieldProblem as e:
@@ -767,8 +763,8 @@ def _flatten(table: Mapping[str, Any], where: str, prefix: str = "") -> dict[str
     return out
 
 
-def _did_you_mean(name: str) -> str:
-    close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1, cutoff=0.6)
+def _did_you_mean(name: str, choices: Iterable[str] = KEYS_BY_NAME) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
