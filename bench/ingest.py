@@ -14,7 +14,7 @@ claim).
 Part 2, pick: stores built through the product's schema (Store() creates it; rows come from the
 SQLModel classes, inserted with one executemany): 1k QUEUED tasks, 100k QUEUED tasks, and 100k
 tasks of which 99k are finished with one execution each today plus 1k QUEUED (a server's normal
-history). For each: `Store.pick(4, now)` (what serve calls with 4 free slots) and
+history). For each: `Store.pick(4, now)` (the pick inside serve's claim with 4 free slots) and
 `Claudomator.gate()` (serve asks it before every pick), µs per call; the same pick SQL through
 stdlib sqlite3; and EXPLAIN QUERY PLAN of every statement, captured as executed.
 
@@ -378,8 +378,8 @@ def main() -> None:
                 if args.idle_s > 0
                 else []
             )
-        print("pick: Store.pick(4, now) and Claudomator.gate() (serve calls both per dispatch "
-              "round), µs per call; the pick's SQL through stdlib sqlite3")  # fmt: skip
+        print("pick: Store.pick(4, now) (inside serve's claim) and Claudomator.gate() (both per "
+              "dispatch round), µs per call; the pick's SQL through stdlib sqlite3")  # fmt: skip
         for c in cases:
             print(f"  {c['label']:28s} pick {c['pick_us']:6.1f}  gate {c['gate_us']:7.1f}  "
                   f"raw pick SQL {c['raw_us']:5.1f}  (store built in {c['built_s']:.1f} s)")  # fmt: skip

@@ -279,19 +279,11 @@ class Claudomator:
     # -- executions ----------------------------------------------------------------------------
 
     async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
-        """One execution of a QUEUED task, start to recorded end. Never leaves it RUNNING."""
+        """One execution of a task `_claim` started, to its recorded end. Never leaves it
+        RUNNING."""
         started = self._claimed.pop(task_id, None)
         if started is None:
-            try:
-                started = self.store.start_execution(
-                    task_id, self.config.data_dir.executions, **self._owner()
-                )
-            except LeaseLost:
-                self._doubt()
-                return
-            if started is None:
-                return
-            self.publish([started[1]])
+            return
         execution_id, _, row = started
         self._executions[task_id] = execution_id
         spec = TaskSpec.model_validate_json(row["config_json"])

@@ -103,7 +103,7 @@ class LiveServer:
                 service.join("serve")  # a node, as under `serve`
                 running = asyncio.create_task(
                     service.pool.run(
-                        lambda n: service.store.pick(n, time.time()) if service.gate().open else [],
+                        lambda n: service._claim(n) if service.gate().open else [],
                         service.execute,
                         lambda: False,
                         0.05,

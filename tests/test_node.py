@@ -406,6 +406,7 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "finish_execution", away_twice)
+    assert service._claim(1) == [task_id]
     asyncio.run(service.execute(task_id, asyncio.Event()))
     task = service.task(task_id)
     assert len(refusals) == 2, task
