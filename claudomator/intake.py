@@ -8,12 +8,14 @@ Claim protocol, so that a crash anywhere is repaired at start:
 4. the staged copy is parsed; its tasks and the file's next place (`queued/<path>` or
    `rejected/<path>`) are committed in one transaction;
 5. the file is moved there (never overwriting), `.error` written beside a rejected one.
-After that, each committed task state change moves the file: `queued/` until its first task
-starts, `running/` until all its tasks are final, then `done/` with `<name>.result.json`.
+After that the mirror (`claudomator.mirror`) keeps the file where its tasks' committed states
+say: `queued/` until its first task starts, `running/` while one runs or may run again, then
+`done/` with `<name>.result.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -26,10 +28,10 @@ import structlog
 from claudomator import failpoint
 from claudomator.errors import FieldError, TaskFileError
 from claudomator.ids import new_id
+from claudomator.mirror import Mirror, fingerprint
 from claudomator.runner import within
 from claudomator.spool import Spool, is_watched_path
-from claudomator.state import FINAL_STATES, State
-from claudomator.store.rows import execution_json
+from claudomator.state import State
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile, parse_file
 
@@ -37,19 +39,6 @@ if TYPE_CHECKING:
     from claudomator.service import Claudomator
 
 log = structlog.get_logger("claudomator.intake")
-
-FOLLOWED = ("queued", "running")  # the folders whose files move as their tasks change
-
-
-def desired_folder(tasks: Iterable[tuple[State, int]]) -> str:
-    """Where a file stands from its tasks' (state, attempts): `done/` once all are final,
-    `running/` once one has started, else `queued/`."""
-    tasks = list(tasks)
-    if not tasks or all(state in FINAL_STATES for state, _ in tasks):
-        return "done"
-    if any(state is State.RUNNING or attempts > 0 for state, attempts in tasks):
-        return "running"
-    return "queued"
 
 
 @dataclass
@@ -98,6 +87,7 @@ class Intake:
         self.store = service.store
         self.spool = Spool(service.config.data_dir)
         self.spool.ensure()
+        self.mirror = Mirror(self.store, self.spool)
         self.pending: set[str] = set()  # inbox paths still being written
         self.base_dirs: dict[str, Path] = {}  # "@name" -> checkout root, set by the sources
 
@@ -105,13 +95,7 @@ class Intake:
 
     def sweep(self) -> None:
         self.offer(list(self.spool.scan("inbox")))
-        self.resync()
-
-    def resync(self) -> None:
-        """Move the files whose tasks changed without this process hearing of it (another
-        process, or a node whose notification was missed while the connection was down)."""
-        for file_id, (folder, name, tasks) in self.store.file_task_states(FOLLOWED).items():
-            self._place(file_id, folder, name, desired_folder(tasks))
+        self.mirror.resync()
 
     def offer(self, rels: Iterable[str], folder: str = "inbox") -> int:
         """Claim and ingest what is ready among `rels`; returns how many files were claimed."""
@@ -179,6 +163,7 @@ class Intake:
     def ingest(self, claims: list[Claim]) -> None:
         """Parse staged files; record tasks and places in one transaction; then move the files."""
         entries: list[tuple[str, list[Any], str, str, str]] = []
+        fingerprints: dict[str, str] = {}
         moves: list[tuple[Claim, str, str, str]] = []  # claim, folder, name, error text
         names: set[str] = set()
         for claim in claims:
@@ -216,10 +201,12 @@ class Intake:
                     )
             folder = "rejected" if error else "queued"
             name = self.spool.free_name(folder, claim.spool_rel)
+            with contextlib.suppress(FileNotFoundError):
+                fingerprints[claim.file_id] = fingerprint(os.lstat(claim.staged))
             entries.append((claim.file_id, tasks, folder, name, error))
             moves.append((claim, folder, name, error))
         try:
-            _, events = self.store.ingest(entries)
+            _, events = self.store.ingest(entries, fingerprints)
         except Exception as e:  # e.g. a dependency that vanished meanwhile: reject file by file
             log.warning("intake.batch_failed", error=repr(e))
             if len(claims) > 1:
@@ -229,7 +216,9 @@ class Intake:
             claim = claims[0]
             err = str(FieldError(f"{claim.folder}/{claim.rel}", 0, 0, "", str(e)))
             name = self.spool.free_name("rejected", claim.spool_rel)
-            _, events = self.store.ingest([(claim.file_id, [], "rejected", name, err)])
+            _, events = self.store.ingest(
+                [(claim.file_id, [], "rejected", name, err)], fingerprints
+            )
             moves = [(claim, "rejected", name, err)]
         failpoint.reached("recorded")
         for claim, folder, name, error in moves:
@@ -243,35 +232,12 @@ class Intake:
                 log.info("intake.queued", file=f"{claim.folder}/{claim.rel}", name=placed)
         self.service.publish(events)
 
-    # -- mirroring the store -----------------------------------------------------------------
-
-    def sync(self, file_id: str) -> None:
-        """Move a file to where its tasks now stand (nothing when it is another node's)."""
-        for folder, name, tasks in self.store.file_task_states(FOLLOWED, file_id).values():
-            self._place(file_id, folder, name, desired_folder(tasks))
-
-    def _place(self, file_id: str, folder: str, name: str, target: str) -> None:
-        """Move the file from `folder` to `target`; in done/, write its result file."""
-        if target == folder:
-            return
-        placed = self.spool.move(folder, name, target, name)
-        if placed is None:
-            if target != "done":
-                return  # gone from the folder: a person deleted it (see queued_deleted)
-            placed = name
-        self.store.set_file(file_id, folder=target, name=placed)
-        if target == "done":
-            row = self.store.file(file_id) or {}
-            self.spool.write_result(placed, result_json(row, self.store.file_tasks(file_id)))
-
-    def queued_deleted(self, names: Iterable[str]) -> None:
-        """A person deleted a file from queued/: its tasks that have not started are cancelled."""
-        by_name = {f["name"]: f for f in self.store.files(["queued"])}
-        for name in names:
-            row = by_name.get(name)
-            if row is None or self.spool.exists("queued", name):
+    def deleted(self, folder: str, names: Iterable[str]) -> None:
+        """A person deleted files from `folder`; from queued/, their tasks that have not
+        started are cancelled."""
+        for row in self.mirror.deleted(folder, names):
+            if folder != "queued":
                 continue
-            self.store.set_file(row["id"], folder="deleted")
             for task in self.store.file_tasks(row["id"]):
                 state = State(task["state"])
                 if state in (State.PENDING, State.QUEUED):
@@ -310,38 +276,13 @@ class Intake:
                 self.store.set_file(row["id"], name=placed)
                 if row["folder"] == "rejected":
                     self.spool.write_beside("rejected", placed, ".error", row["error"] + "\n")
-        known: dict[str, set[str]] = {"queued": set(), "running": set()}
-        for row in self.store.files(FOLLOWED):
-            known[row["folder"]].add(row["name"])
-        self.resync()
+        self.mirror.recover()
+        # what the store knows only now, after every recorded file was found and placed
+        known = {(row["folder"], row["name"]) for row in self.store.files(("queued", "running"))}
         for folder in ("queued", "running"):
-            strangers = [rel for rel in self.spool.scan(folder) if rel not in known[folder]]
-            if strangers:
+            strangers = [rel for rel in self.spool.scan(folder) if (folder, rel) not in known]
+            if strangers:  # put there by a person, or by a claudomator whose database is gone
                 self.offer(strangers, folder)
 
 
-def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """`<name>.result.json`: every task's final state, reason, cost, tokens, executions, logs."""
-    out = []
-    for t in tasks:
-        execs = [execution_json(e) for e in t["executions"]]
-        out.append(
-            {
-                "id": t["id"],
-                "name": t["name"],
-                "state": t["state"],
-                "reason": t["reason"],
-                "attempts": t["attempts"],
-                "cost_usd": round(sum(e["cost_usd"] for e in execs), 10),
-                "tokens": {
-                    k: sum(e["tokens"][k] for e in execs)
-                    for k in ("input", "output", "cache_read", "cache_creation")
-                },
-                "execution_ids": [e["id"] for e in execs],
-                "executions": execs,
-            }
-        )
-    return {"file": row["rel_path"], "source": row["source"], "tasks": out}
-
-
-__all__ = ["Intake", "desired_folder", "json", "result_json"]
+__all__ = ["Claim", "Intake", "confine"]

@@ -96,7 +96,7 @@ class Claudomator:
         """Tell the hub (after the commit that wrote them), then let the folders follow."""
         files: dict[str, None] = {}
         for event in events:
-            if event.get("file_id") and event["type"] in ("task.started", "task.finished"):
+            if moves_file(event):
                 files[event["file_id"]] = None
             if self._open is not None and event.get("task_id") in self._open_all:
                 if event["type"] == "task.finished":
@@ -117,7 +117,7 @@ class Claudomator:
         files this node ingested follow whichever node ran their tasks."""
         files: dict[str, None] = {}
         for event in events:
-            if event.get("file_id") and event["type"] in ("task.started", "task.finished"):
+            if moves_file(event):
                 files[event["file_id"]] = None
             if event["type"] == "task.finished":
                 self._spent_dirty = True  # the daily budget is the cluster's
@@ -128,8 +128,7 @@ class Claudomator:
 
     def _sync_files(self, file_ids: list[str]) -> None:
         if self.intake is not None:
-            for file_id in file_ids:
-                self.intake.sync(file_id)
+            self.intake.mirror.sync(file_ids)
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -386,6 +385,7 @@ class Claudomator:
         failpoint.reached("finished")
         self.publish(events)
         if events and events[-1].get("state") in FINAL_STATES:
+            failpoint.reached("settling")
             self._settle_dependents(task_id)
 
     def _finish(
@@ -439,19 +439,33 @@ class Claudomator:
     def _settle_dependents(self, task_id: str) -> None:
         """Queue dependents whose dependencies all COMPLETED; cancel those whose dependency did not."""
         for dep in self.store.dependents(task_id):
-            verdict, reason = dependency_verdict(dep["dependencies"])
-            if verdict == "ready" and not dep["held"]:
-                event = self.store.transition(dep["id"], State.QUEUED, expect=[State.PENDING])
-            elif verdict == "cancel":
-                event = self.store.transition(
-                    dep["id"], State.CANCELLED, expect=[State.PENDING], reason=reason
-                )
-            else:
-                continue
-            if event is not None:
-                self.publish([event])
-                if verdict == "cancel":
-                    self._settle_dependents(dep["id"])
+            self._settle(dep["id"], dep["dependencies"], dep["held"])
+
+    def settle_waiting(self) -> int:
+        """Settle every PENDING task whose dependencies are already final: a crash (or a node
+        lost) between a dependency's final state and the settling of its dependents leaves them
+        waiting on a state that will never change again. Returns how many were settled."""
+        return sum(
+            self._settle(task_id, deps, held=False)
+            for task_id, deps in self.store.waiting_dependents().items()
+        )
+
+    def _settle(self, task_id: str, dependencies: list[tuple[str, State]], held: bool) -> bool:
+        verdict, reason = dependency_verdict(dependencies)
+        if verdict == "ready" and not held:
+            event = self.store.transition(task_id, State.QUEUED, expect=[State.PENDING])
+        elif verdict == "cancel":
+            event = self.store.transition(
+                task_id, State.CANCELLED, expect=[State.PENDING], reason=reason
+            )
+        else:
+            return False
+        if event is None:
+            return False
+        self.publish([event])
+        if verdict == "cancel":
+            self._settle_dependents(task_id)
+        return True
 
     def recover(self) -> list[str]:
         """Executions left RUNNING by a process on this host that is gone end FAILED
@@ -489,6 +503,7 @@ class Claudomator:
         events = self._finish(task_id, execution_id, row, Outcome(State.FAILED, reason))
         self.publish(events)
         if events and events[-1].get("state") in FINAL_STATES:
+            failpoint.reached("settling")
             self._settle_dependents(task_id)
 
     def _abandon_run(self, dispatcher: str) -> None:
@@ -683,6 +698,7 @@ class Claudomator:
         cancels running executions at once). `also(stop)` runs beside it on the same loop (the
         HTTP API) and must return once `stop` is set."""
         from claudomator.intake import Intake
+        from claudomator.recovery import recover
         from claudomator.sources.inbox import InboxWatcher
 
         loop = asyncio.get_running_loop()
@@ -701,21 +717,20 @@ class Claudomator:
         try:
             lock.acquire(f"pid {self.pid} on {self.host}")
             self.join("serve")
-            self.intake = intake = Intake(self)
+            intake = Intake(self)
             sources = None
             if self.config.sources:
                 from claudomator.sources.git import GitSources
 
-                sources = GitSources(self, intake)  # before repair: it sets intake.base_dirs
-            self.recover()
-            intake.repair()
-            intake.sweep()
+                sources = GitSources(self, intake)  # before recovery: it sets intake.base_dirs
+            recover(self, intake)
+            self.intake = intake  # from now on the folders follow every committed change
             watcher = InboxWatcher(
                 intake.spool.inbox,
-                intake.spool.folder("queued"),
+                {f: intake.spool.folder(f) for f in ("queued", "done", "rejected")},
                 on_files=intake.offer,
-                on_queued_deleted=intake.queued_deleted,
-                sweep=intake.sweep,
+                on_deleted=intake.deleted,
+                sweep=lambda: self._sweep(intake),
                 sweep_interval_s=self.config.sweep_interval_s,
                 debounce_s=self.config.debounce_s,
                 step_s=self.config.step_s,
@@ -755,6 +770,12 @@ class Claudomator:
             self.intake = None
             lock.release()
         log.info("serve.stopped")
+
+    def _sweep(self, intake: Intake) -> None:
+        """Every `intake.sweep_interval`: the inbox, files whose tasks changed elsewhere, and
+        dependents a crashed or lost node left waiting."""
+        intake.sweep()
+        self.settle_waiting()
 
     def _pick(self, n: int) -> list[str]:
         with self._database_away("pick"):
@@ -807,6 +828,17 @@ class Claudomator:
             if event is not None:
                 self.publish([event])
         await self.pool.stop(0)
+
+
+def moves_file(event: Event) -> bool:
+    """Whether an event may move its task's spool file: a start, an end, or a task queued
+    again (a retry, or a dependency settled), not a task queued as it is created."""
+    if not event.get("file_id"):
+        return False
+    kind = event["type"]
+    return kind in ("task.started", "task.finished") or (
+        kind == "task.queued" and "reason" in event
+    )
 
 
 def _crashed(state: State, reason: str) -> RunResult:

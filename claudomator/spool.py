@@ -134,6 +134,9 @@ class Spool:
             os.rename(self.folder(folder) / rel, staged)
         except FileNotFoundError:
             return None
+        if self.kind(staged) == "regular":  # private from now on, like all of the data dir
+            with contextlib.suppress(PermissionError):  # not ours: readable as it was
+                os.chmod(staged, FILE_MODE)
         return staged
 
     # -- moves -------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "claudomator"
 
 LAYER = {
     "cli": 3, "api": 3,
-    "service": 2, "pool": 2, "intake": 2, "node": 2,
+    "service": 2, "pool": 2, "intake": 2, "node": 2, "recovery": 2,
     "store": 1, "runner": 1, "spool": 1, "sources": 1, "events": 1, "log": 1, "lock": 1,
-    "notify": 1, "metrics": 1,
+    "notify": 1, "metrics": 1, "mirror": 1,
     "errors": 0, "state": 0, "task": 0, "taskfile": 0, "config": 0, "stream": 0,
     "schedule": 0, "duration": 0, "ids": 0, "secret": 0, "failpoint": 0, "token": 0,
 }  # fmt: skip

@@ -278,3 +278,44 @@ def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
         assert conn.execute(
             "SELECT COUNT(*) FROM executions WHERE state = 'RUNNING'"
         ).fetchone() == (0,)
+
+
+def test_sigkill_between_a_final_state_and_its_dependents_then_restart(server: Server) -> None:
+    server.start(CLAUDOMATOR_FAILPOINT="settling")
+    server.drop(
+        "batch.yaml",
+        "tasks:\n  - {name: one, claude: {instructions: 'fake-scenario: tools'}}\n"
+        "  - {name: two, depends_on: [one], claude: {instructions: 'fake-scenario: tools'}}\n",
+    )
+    assert server.proc.wait(20) == -signal.SIGKILL  # type: ignore[union-attr]
+    server.log.close()
+    assert {t["name"]: t["state"] for t in server.tasks()} == {"one": "COMPLETED", "two": "PENDING"}
+    server.start()
+    wait_for(lambda: {t["state"] for t in server.tasks()} == {"COMPLETED"})
+    wait_for(lambda: server.files()["done"] == ["batch.yaml", "batch.yaml.result.json"])
+    assert server.stop() == 0
+    assert len(server.tasks()) == 2 and executions_started(server) == 2
+
+
+def test_a_retried_file_and_one_moved_back_to_the_inbox_follow_the_store(server: Server) -> None:
+    cli = [sys.executable, "-m", "claudomator.cli"]
+    server.start()
+    server.drop("a.yaml", task("a", "error_max_turns"))
+    wait_for(lambda: server.files()["done"] == ["a.yaml", "a.yaml.result.json"])
+    task_id = server.tasks()[0]["id"]
+    # from a terminal: the server hears of it through the store, and the file leaves done/
+    subprocess.run([*cli, "pause"], env=server.env, check=True, capture_output=True)
+    subprocess.run([*cli, "retry", task_id], env=server.env, check=True, capture_output=True)
+    wait_for(lambda: server.files()["running"] == ["a.yaml"], timeout=10)
+    assert server.files()["done"] == []
+    subprocess.run([*cli, "resume"], env=server.env, check=True, capture_output=True)
+    wait_for(lambda: server.files()["done"] == ["a.yaml", "a.yaml.result.json"], timeout=10)
+    result = json.loads((server.home / "done/a.yaml.result.json").read_text())
+    assert [len(t["executions"]) for t in result["tasks"]] == [2]
+    # moved back to run again as new tasks: its result file does not stay behind
+    os.rename(server.home / "done/a.yaml", server.home / "inbox/a.yaml")
+    wait_for(lambda: len(server.tasks()) == 2)
+    wait_for(lambda: server.files()["done"] == ["a.yaml", "a.yaml.result.json"])
+    result = json.loads((server.home / "done/a.yaml.result.json").read_text())
+    assert [len(t["executions"]) for t in result["tasks"]] == [1]
+    assert server.stop() == 0

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from claudomator.config import load_config
-from claudomator.intake import Intake, confine, desired_folder
+from claudomator.intake import Intake, confine
+from claudomator.mirror import desired_folder
 from claudomator.service import Claudomator
 from claudomator.spool import Spool, is_task_file_name, is_watched_path, with_suffix_number
 from claudomator.state import State
@@ -190,7 +191,7 @@ def test_deleting_from_queued_cancels(service: Claudomator) -> None:
     )
     service.intake.sweep()
     (service.config.data_dir.root / "queued/a.yaml").unlink()
-    service.intake.queued_deleted(["a.yaml"])
+    service.intake.deleted("queued", ["a.yaml"])
     assert {t["state"] for t in service.reader.list_tasks()} == {"CANCELLED"}
     assert {t["reason"] for t in service.reader.list_tasks()} == {"task file deleted from queued/"}
 

@@ -1,5 +1,6 @@
-"""The inbox source: watchfiles on `inbox/` (new files) and `queued/` (files people delete), plus a
-sweep at start, periodically and after a watcher error, so that missed events do not matter."""
+"""The inbox source: watchfiles on `inbox/` (new files) and on the spool folders whose files
+people may delete (`queued/`, `done/`, `rejected/`), plus a sweep at start, periodically and after
+a watcher error, so that missed events do not matter."""
 
 from __future__ import annotations
 
@@ -19,18 +20,18 @@ class InboxWatcher:
     def __init__(
         self,
         inbox: Path,
-        queued: Path,
+        folders: dict[str, Path],
         *,
         on_files: Callable[[list[str]], object],
-        on_queued_deleted: Callable[[list[str]], None],
+        on_deleted: Callable[[str, list[str]], None],
         sweep: Callable[[], None],
         sweep_interval_s: float,
         debounce_s: float,
         step_s: float,
         poll: bool,
     ) -> None:
-        self.inbox, self.queued = inbox, queued
-        self.on_files, self.on_queued_deleted, self.sweep = on_files, on_queued_deleted, sweep
+        self.inbox, self.folders = inbox, folders
+        self.on_files, self.on_deleted, self.sweep = on_files, on_deleted, sweep
         self.sweep_interval_s = sweep_interval_s
         self.debounce_ms = max(1, round(debounce_s * 1000))
         self.step_ms = max(1, round(step_s * 1000))
@@ -53,10 +54,11 @@ class InboxWatcher:
                 await sweeper
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        inbox, queued = str(self.inbox), str(self.queued)
+        inbox = str(self.inbox)
+        folders = {name: str(path) + os.sep for name, path in self.folders.items()}
         async for changes in awatch(
             inbox,
-            queued,
+            *self.folders.values(),
             watch_filter=None,
             debounce=self.debounce_ms,
             step=self.step_ms,
@@ -66,17 +68,20 @@ class InboxWatcher:
             rust_timeout=1000,
             recursive=True,
         ):
-            found, deleted = [], []
+            found: list[str] = []
+            deleted: dict[str, list[str]] = {}
             for change, path in changes:
                 if path.startswith(inbox + os.sep):
                     if change is not Change.deleted:
                         found.append(path[len(inbox) + 1 :])
-                elif path.startswith(queued + os.sep) and change is Change.deleted:
-                    deleted.append(path[len(queued) + 1 :])
+                elif change is Change.deleted:
+                    for name, top in folders.items():
+                        if path.startswith(top):
+                            deleted.setdefault(name, []).append(path[len(top) :])
             if found:
                 self.on_files(found)
-            if deleted:
-                self.on_queued_deleted(deleted)
+            for name, rels in deleted.items():
+                self.on_deleted(name, rels)
 
     async def _sweep_periodically(self, stop: asyncio.Event) -> None:
         while True:

@@ -96,6 +96,10 @@ class NewTask:
     provenance_json: str = "{}"
 
 
+# How long a SQLite write waits for another process's write lock before it fails (then it is
+# DatabaseUnavailable: callers try again). The wait blocks the caller's thread, the event loop.
+BUSY_TIMEOUT_S = 30.0
+
 # pg_advisory_xact_lock keys: the schema's creation and migration, and every write transaction
 _MIGRATE_LOCK = 0x636C61756431  # "claud1"
 _WRITE_LOCK = 0x636C61756432  # "claud2"
@@ -124,7 +128,9 @@ class Store(SpoolRecords):
             self.path = path = Path(location)
             self.shown = str(path)
             new = not path.exists()
-            self.engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            self.engine = create_engine(
+                f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_S}
+            )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         event.listen(self.engine, "handle_error", self._unavailable)
@@ -151,7 +157,13 @@ class Store(SpoolRecords):
         which callers may try again; the URL in the message has its password masked."""
         error = context.sqlalchemy_exception
         if isinstance(error, OperationalError | InterfaceError):
-            raise DatabaseUnavailable(self.shown, str(context.original_exception)) from error
+            reason = str(context.original_exception)
+            # SQLITE_BUSY ("database is locked"): another process held the write lock too long
+            if str(getattr(context.original_exception, "sqlite_errorname", "")).startswith(
+                "SQLITE_BUSY"
+            ):
+                reason += f" (another process held it past the busy timeout, {BUSY_TIMEOUT_S:g} s)"
+            raise DatabaseUnavailable(self.shown, reason) from error
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -431,10 +443,13 @@ class Store(SpoolRecords):
     # -- spool files ---------------------------------------------------------------------------
 
     def ingest(
-        self, entries: Sequence[tuple[str, Sequence[NewTask], str, str, str]]
+        self,
+        entries: Sequence[tuple[str, Sequence[NewTask], str, str, str]],
+        fingerprints: dict[str, str] | None = None,
     ) -> tuple[dict[str, list[str]], list[Event]]:
         """For each claimed file (file id, tasks, folder, name, error), in one transaction: its
-        tasks recorded and the file's place (queued/ when valid, rejected/ with the error)."""
+        tasks recorded and the file's place (queued/ when valid, rejected/ with the error) and
+        fingerprint (see `mirror.fingerprint`)."""
         out: dict[str, list[str]] = {}
         events: list[Event] = []
         now = time.time()
@@ -451,6 +466,7 @@ class Store(SpoolRecords):
                         "folder": folder,
                         "name": name,
                         "error": error,
+                        "fingerprint": (fingerprints or {}).get(file_id, ""),
                         "updated_at": now,
                     },
                 )
@@ -562,6 +578,22 @@ class Store(SpoolRecords):
                 }
                 for row in waiting
             ]
+
+    def waiting_dependents(self) -> dict[str, list[tuple[str, State]]]:
+        """Every PENDING task waiting for dependencies (not held for `run`), with its
+        dependencies' names and states: one query, for settling what a crash left waiting."""
+        dep = TASKS.alias("dep")
+        query = (
+            select(DEPENDENCIES.c.task_id, dep.c.name, dep.c.state)
+            .join(TASKS, TASKS.c.id == DEPENDENCIES.c.task_id)
+            .join(dep, dep.c.id == DEPENDENCIES.c.depends_on_id)
+            .where(TASKS.c.state == State.PENDING.value, TASKS.c.held.is_(False))
+        )
+        out: dict[str, list[tuple[str, State]]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                out.setdefault(r.task_id, []).append((r.name, State(r.state)))
+        return out
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -894,7 +926,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {round(BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
 

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from claudomator.state import State
+from claudomator.state import FINAL_STATES, State
 from claudomator.store.reader import source_key
 from claudomator.store.schema import EXECUTIONS, FILES, GIT_VERSIONS, SOURCES, TASKS
 
@@ -86,23 +86,56 @@ class SpoolRecords:
             return [dict(r) for r in rows]
 
     def file_task_states(
-        self, folders: Iterable[str], file_id: str | None = None
+        self, folders: Iterable[str], file_ids: str | Sequence[str] | None = None
     ) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
-        """This node's files in `folders` (or only `file_id`): each one's folder, its name there,
-        and its tasks' (state, attempts); one query, no execution read."""
+        """This node's files in `folders` (or only `file_ids`): each one's folder, its name
+        there, and its tasks' (state, attempts); one query, no execution read."""
         query = (
             select(FILES.c.id, FILES.c.folder, FILES.c.name, TASKS.c.state, TASKS.c.attempts)
             .join(TASKS, TASKS.c.file_id == FILES.c.id)
             .where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
         )
-        if file_id is not None:
-            query = query.where(FILES.c.id == file_id)
+        if isinstance(file_ids, str):
+            query = query.where(FILES.c.id == file_ids)
+        elif file_ids is not None:
+            query = query.where(FILES.c.id.in_(list(file_ids)))
         out: dict[str, tuple[str, str, list[tuple[State, int]]]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(query):
                 entry = out.setdefault(r.id, (r.folder, r.name, []))
                 entry[2].append((State(r.state), r.attempts))
         return out
+
+    def files_to_follow(self) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
+        """As `file_task_states`, for the files that may have to move: those in queued/ and
+        running/, and those in done/ with a task that is not final (a retry)."""
+        reopened = (
+            select(FILES.c.id)
+            .join(TASKS, TASKS.c.file_id == FILES.c.id)
+            .where(
+                FILES.c.node == self.node,
+                FILES.c.folder == "done",
+                TASKS.c.state.in_([s.value for s in State if s not in FINAL_STATES]),
+            )
+        )
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(reopened).scalars())
+        out = self.file_task_states(("queued", "running"))
+        if ids:
+            out.update(self.file_task_states(("done",), ids))
+        return out
+
+    def done_files(self) -> dict[str, tuple[str, float, float]]:
+        """This node's files in done/: each one's name, when its record last changed, and when
+        its tasks last did (a result file older than that is stale)."""
+        query = (
+            select(FILES.c.id, FILES.c.name, FILES.c.updated_at, func.max(TASKS.c.updated_at))
+            .join(TASKS, TASKS.c.file_id == FILES.c.id)
+            .where(FILES.c.node == self.node, FILES.c.folder == "done")
+            .group_by(FILES.c.id, FILES.c.name, FILES.c.updated_at)
+        )
+        with self.engine.connect() as conn:
+            return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)}
 
     def file(self, file_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -170,27 +203,6 @@ class SpoolRecords:
                         **{**start, "name": key, "kind": kind, "updated_at": now, **values}
                     )
                 )
-
-    def file_by_name(
-        self, source: str, rel_path: str, folders: Iterable[str]
-    ) -> dict[str, Any] | None:
-        """The newest spool file of `source` found at `rel_path` and now in one of `folders`."""
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(FILES)
-                    .where(
-                        FILES.c.node == self.node,
-                        FILES.c.source == source,
-                        FILES.c.rel_path == rel_path,
-                        FILES.c.folder.in_(list(folders)),
-                    )
-                    .order_by(FILES.c.id.desc())
-                )
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
 
     def set_source_path(self, file_id: str, source_path: str) -> None:
         """A renamed task file: its tasks and file row follow the new path."""

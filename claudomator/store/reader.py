@@ -28,7 +28,7 @@ from claudomator.store.rows import (
 )
 
 # the schema this reader reads (store.schema.SCHEMA_VERSION; a test keeps them equal)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class TaskRow(SQLModel, table=True):
@@ -106,6 +106,9 @@ class FileRow(SQLModel, table=True):
     rel_path: str  # where it was found, relative to its source
     folder: str  # staging | queued | running | done | rejected | deleted
     name: str = ""  # its path relative to `folder`
+    # `<inode>:<mtime ns>` once placed: the same file wherever a move (a hard link, then an
+    # unlink) that a crash interrupted left it, and never a file a person put there
+    fingerprint: str = ""
     error: str = ""
     provenance_json: str = "{}"  # a git source's copy: commit, author, time, path, blob
     created_at: float
@@ -193,6 +196,7 @@ MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
         "ALTER TABLE files ADD COLUMN node VARCHAR NOT NULL DEFAULT ''",
         "CREATE INDEX ix_files_node ON files (node)",
     ],
+    3: ["ALTER TABLE files ADD COLUMN fingerprint VARCHAR NOT NULL DEFAULT ''"],
 }
 
 TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]

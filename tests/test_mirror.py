@@ -1,0 +1,217 @@
+"""The spool mirror and recovery: folders follow every state change (retries too), result files
+stand beside files in done/ only, and a crash anywhere never makes a known file a new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claudomator.config import load_config
+from claudomator.intake import Intake
+from claudomator.mirror import locate, stale
+from claudomator.recovery import recover
+from claudomator.service import Claudomator, moves_file
+from claudomator.state import State
+
+TASK = "name: {name}\nclaude: {{instructions: do it}}\n{extra}"
+RETRY = "retry: {max_attempts: 2, backoff: 1s}\n"
+BATCH = (
+    "tasks:\n  - {name: a, claude: {instructions: x}}\n"
+    "  - {name: b, depends_on: [a], claude: {instructions: y}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "found", "place", "extras"),
+    [
+        ("queued/a.yaml", ["queued/a.yaml"], "queued/a.yaml", []),
+        ("queued/a.yaml", [], None, []),  # a person deleted it
+        # linked into running/, not yet unlinked from queued/: the record wins
+        ("queued/a.yaml", ["queued/a.yaml", "running/a.yaml"], "queued/a.yaml", ["running/a.yaml"]),
+        # moved, not yet recorded: where it is now
+        ("queued/a.yaml", ["running/a.1.yaml"], "running/a.1.yaml", []),
+        ("running/a.yaml", ["done/a.yaml"], "done/a.yaml", []),
+        # (never made by one move) the place furthest along wins
+        ("queued/a.yaml", ["done/a.yaml", "running/a.yaml"], "done/a.yaml", ["running/a.yaml"]),
+    ],
+)
+def test_locate(recorded: str, found: list[str], place: str | None, extras: list[str]) -> None:
+    assert locate(recorded, found) == (place, extras)
+
+
+@pytest.mark.parametrize(
+    ("exists", "file_at", "tasks_at", "expected"),
+    [(True, 10.0, 9.0, False), (True, 10.0, 10.0, False), (True, 10.0, 11.0, True),
+     (False, 10.0, 9.0, True)],
+)  # fmt: skip
+def test_stale(exists: bool, file_at: float, tasks_at: float, expected: bool) -> None:
+    assert stale(exists, file_at, tasks_at) is expected
+
+
+@pytest.mark.parametrize(
+    ("event", "moves"),
+    [
+        ({"type": "task.started", "file_id": "F"}, True),
+        ({"type": "task.finished", "file_id": "F", "reason": ""}, True),
+        ({"type": "task.queued", "file_id": "F", "reason": "retry by hand"}, True),
+        ({"type": "task.queued", "file_id": "F"}, False),  # queued as it was created
+        ({"type": "task.created", "file_id": "F"}, False),
+        ({"type": "task.finished", "reason": ""}, False),  # not from a file
+        ({"type": "execution.tool_call", "file_id": "F"}, False),
+    ],
+)
+def test_moves_file(event: dict[str, str], moves: bool) -> None:
+    assert moves_file(event) is moves
+
+
+class Node:
+    """A serve's service and intake in this process; `restart` is a crash and a new start."""
+
+    def __init__(self) -> None:
+        self.service = Claudomator(load_config())
+        self.intake = Intake(self.service)
+        self.root = self.service.config.data_dir.root
+
+    def follow(self) -> Node:
+        self.service.intake = self.intake
+        return self
+
+    def restart(self) -> Node:
+        self.service.close()
+        node = Node()
+        recover(node.service, node.intake)
+        return node.follow()
+
+    def drop(self, rel: str, text: str) -> None:
+        path = self.root / "inbox" / rel
+        tmp = path.with_name("." + path.name)
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        os.rename(tmp, path)
+        self.intake.sweep()
+
+    def tasks(self) -> list[dict[str, object]]:
+        return list(self.service.reader.list_tasks(limit=None))
+
+    def files(self) -> dict[str, list[str]]:
+        return {
+            folder: sorted(str(p.relative_to(self.root / folder)) for p in (self.root / folder).rglob("*") if p.is_file())
+            for folder in ("inbox", "queued", "running", "done", "rejected", ".staging")
+        }  # fmt: skip
+
+
+@pytest.fixture
+def node(home: Path) -> Iterator[Node]:
+    n = Node().follow()
+    yield n
+    n.service.close()
+
+
+def interrupt(node: Node) -> str:
+    """Start the first queued task as a process that then died (a kill -9); returns its id."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    (started,) = node.service.store.claim(
+        1, time.time(), node.service.config.data_dir.executions,
+        owner_host=node.service.host, owner_pid=dead.pid, owner_started=1.0, owner_node="",
+    )  # fmt: skip
+    return str(started[1]["task_id"])
+
+
+def test_a_file_moved_by_recovery_is_never_ingested_again(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=RETRY))
+    interrupt(node)  # the store says RUNNING, the crash came before the file left queued/
+    assert node.files()["queued"] == ["a.yaml"]
+    node = node.restart()
+    (task,) = node.tasks()  # once, not twice
+    assert (task["state"], task["reason"]) == ("QUEUED", "retry 2/2 after: interrupted")
+    assert node.files()["running"] == ["a.yaml"] and node.files()["queued"] == []
+
+
+@pytest.mark.parametrize("cut", ["linked", "unlinked"])
+def test_a_move_cut_short_is_finished_not_ingested(node: Node, cut: str) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    (task,) = node.tasks()
+    node.service.store.transition(str(task["id"]), State.CANCELLED, expect=[State.QUEUED])
+    # the move to done/: a hard link, then the unlink, then the record; the crash came between
+    os.link(node.root / "queued/a.yaml", node.root / "done/a.yaml")
+    if cut == "unlinked":
+        os.unlink(node.root / "queued/a.yaml")
+    node = node.restart()
+    assert len(node.tasks()) == 1
+    files = node.files()
+    assert files["queued"] == files["running"] == []
+    assert files["done"] == ["a.yaml", "a.yaml.result.json"]
+
+
+def test_a_dependent_left_waiting_by_a_crash_is_settled_at_start(node: Node) -> None:
+    node.drop("batch.yaml", BATCH)
+    a, b = sorted(node.tasks(), key=lambda t: str(t["name"]))
+    # a's final state committed; the crash came before its dependents were settled
+    node.service.store.transition(str(a["id"]), State.CANCELLED, expect=[State.QUEUED])
+    node = node.restart()
+    assert node.service.task(str(b["id"]))["state"] == "CANCELLED"
+    assert node.service.task(str(b["id"]))["reason"] == "dependency a CANCELLED"
+    assert node.files()["done"] == ["batch.yaml", "batch.yaml.result.json"]
+
+
+def test_a_retried_file_leaves_done_and_comes_back_with_a_true_result(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    (task,) = node.tasks()
+    task_id = str(task["id"])
+    node.service.cancel(task_id)
+    assert node.files()["done"] == ["a.yaml", "a.yaml.result.json"]
+    node.service.retry(task_id)  # runnable again: back in queued/ (it never started)
+    assert node.files()["done"] == [] and node.files()["queued"] == ["a.yaml"]
+    interrupt(node)
+    node.service.recover()  # FAILED interrupted: final again, after one execution
+    assert node.files()["done"] == ["a.yaml", "a.yaml.result.json"]
+    result = json.loads((node.root / "done/a.yaml.result.json").read_text())
+    assert [(t["state"], len(t["executions"])) for t in result["tasks"]] == [("FAILED", 1)]
+    node.service.retry(task_id)  # it has run: running/, as a file whose task started
+    assert node.files()["done"] == [] and node.files()["running"] == ["a.yaml"]
+
+
+def test_a_done_file_moved_back_to_the_inbox_takes_its_result_file_along(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.service.cancel(str(node.tasks()[0]["id"]))
+    os.rename(node.root / "done/a.yaml", node.root / "inbox/a.yaml")
+    node.intake.deleted("done", ["a.yaml"])  # what the watcher says
+    node.intake.sweep()
+    assert node.files()["done"] == [] and node.files()["queued"] == ["a.yaml"]
+    assert [t["state"] for t in node.tasks()] == ["QUEUED", "CANCELLED"]
+
+
+def test_result_files_without_their_file_are_removed_at_start(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("bad.yaml", "name: [\n")
+    node.service.cancel(str(node.tasks()[0]["id"]))
+    # moved away while serve was down: nobody heard of it
+    os.rename(node.root / "done/a.yaml", node.root.parent / "a.yaml")
+    os.rename(node.root / "rejected/bad.yaml", node.root.parent / "bad.yaml")
+    node = node.restart()
+    assert node.files()["done"] == node.files()["rejected"] == []
+
+
+def test_a_missing_result_file_is_written_at_start(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.service.cancel(str(node.tasks()[0]["id"]))
+    (node.root / "done/a.yaml.result.json").unlink()  # a crash before it was written
+    node = node.restart()
+    result = json.loads((node.root / "done/a.yaml.result.json").read_text())
+    assert [t["state"] for t in result["tasks"]] == ["CANCELLED"]
+
+
+def test_claimed_files_are_private(node: Node) -> None:
+    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("bad.yaml", "name: [\n")
+    assert (node.root / "queued/a.yaml").stat().st_mode & 0o777 == 0o600
+    assert (node.root / "rejected/bad.yaml").stat().st_mode & 0o777 == 0o600
+    assert (node.root / "rejected/bad.yaml.error").stat().st_mode & 0o777 == 0o600
