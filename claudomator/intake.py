@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from claudomator import failpoint
-from claudomator.errors import FieldError, TaskFileError
+from claudomator.errors import DatabaseUnavailable, FieldError, TaskFileError
 from claudomator.ids import new_id
 from claudomator.mirror import Mirror, fingerprint
 from claudomator.runner import within
@@ -94,8 +94,8 @@ class Intake:
     # -- claims ------------------------------------------------------------------------------
 
     def sweep(self) -> None:
+        """Claim what the inbox holds (at start, periodically, after a watcher error)."""
         self.offer(list(self.spool.scan("inbox")))
-        self.mirror.resync()
 
     def offer(self, rels: Iterable[str], folder: str = "inbox") -> int:
         """Claim and ingest what is ready among `rels`; returns how many files were claimed."""
@@ -207,6 +207,8 @@ class Intake:
             moves.append((claim, folder, name, error))
         try:
             _, events = self.store.ingest(entries, fingerprints)
+        except (DatabaseUnavailable, OSError):
+            raise  # nothing recorded: the claims are ingested again at the next sweep
         except Exception as e:  # e.g. a dependency that vanished meanwhile: reject file by file
             log.warning("intake.batch_failed", error=repr(e))
             if len(claims) > 1:
@@ -221,16 +223,24 @@ class Intake:
             )
             moves = [(claim, "rejected", name, err)]
         failpoint.reached("recorded")
+        failed: OSError | None = None  # a move that failed is done again by `finish_claims`
         for claim, folder, name, error in moves:
-            placed = self.spool.place(claim.staged, folder, name)
-            if placed != name:
-                self.store.set_file(claim.file_id, name=placed)
+            try:
+                placed = self.spool.place(claim.staged, folder, name)
+                if placed != name:
+                    self.store.set_file(claim.file_id, name=placed)
+                if error:
+                    self.spool.write_beside("rejected", placed, ".error", error + "\n")
+            except OSError as e:
+                failed = failed or e
+                placed = f"(still staged: {e.strerror})"
             if error:
-                self.spool.write_beside("rejected", placed, ".error", error + "\n")
                 log.warning("intake.rejected", file=f"{claim.folder}/{claim.rel}", reason=error)
             else:
                 log.info("intake.queued", file=f"{claim.folder}/{claim.rel}", name=placed)
         self.service.publish(events)
+        if failed is not None:
+            raise failed
 
     def deleted(self, folder: str, names: Iterable[str]) -> None:
         """A person deleted files from `folder`; from queued/, their tasks that have not
@@ -243,45 +253,47 @@ class Intake:
                 if state in (State.PENDING, State.QUEUED):
                     self.service.cancel_if(task["id"], [state], "task file deleted from queued/")
 
-    def repair(self) -> None:
-        """At start: finish or undo claims a crash interrupted, put every file where its tasks
-        stand, and ingest files in queued/ or running/ that the store does not know."""
-        rows = self.store.files(["staging"])
-        for row in rows:
-            staged = self.spool.staging / row["name"]
-            if not self.spool.exists("staging", row["name"]):
-                self.store.drop_files([row["id"]])  # the rename never happened
-                continue
-            source = row["source"]
-            self.ingest(
-                [
-                    Claim(
-                        row["id"],
-                        row["rel_path"],
-                        staged,
-                        source if source.startswith("@") else "inbox",
-                        json.loads(row["provenance_json"]) or None,
-                        self.base_dirs.get(source),
-                    )
-                ]
-            )
-        staged_names = {row["name"] for row in rows}
-        for path in self.spool.staging.iterdir():
-            if path.name not in staged_names and not self.store.file(path.name.split("-", 1)[0]):
-                path.unlink()  # a source's copy staged just before a crash: its row never was
-        for row in self.store.files(["queued", "running", "rejected"]):
-            staged = self.spool.staging / (row["id"] + "-" + Path(row["rel_path"]).name)
-            if os.path.lexists(staged):  # recorded, not yet moved out of staging
-                placed = self.spool.place(staged, row["folder"], row["name"])
+    def finish_claims(self) -> None:
+        """Claims cut short (by a crash, a full disk, a folder not writable): a staged file whose
+        record says staging is ingested, one already recorded is moved where its record says,
+        one never recorded (a source's copy) is removed; a staging record without its file is
+        a rename that never happened. At start and at every sweep: claims never wait across an
+        event-loop turn, so whatever is staged now was cut short."""
+        for staging in self.store.files(["staging"]):
+            if not self.spool.exists("staging", staging["name"]):
+                self.store.drop_files([staging["id"]])
+        for path in sorted(self.spool.staging.iterdir()):
+            row = self.store.file(path.name.split("-", 1)[0])
+            if row is None:
+                path.unlink()
+            elif row["folder"] == "staging":
+                source = row["source"]
+                self.ingest(
+                    [
+                        Claim(
+                            row["id"],
+                            row["rel_path"],
+                            path,
+                            source if source.startswith("@") else "inbox",
+                            json.loads(row["provenance_json"]) or None,
+                            self.base_dirs.get(source),
+                        )
+                    ]
+                )
+            elif row["folder"] in ("queued", "rejected"):  # recorded, not yet moved out
+                placed = self.spool.place(path, row["folder"], row["name"])
                 self.store.set_file(row["id"], name=placed)
                 if row["folder"] == "rejected":
                     self.spool.write_beside("rejected", placed, ".error", row["error"] + "\n")
-        self.mirror.recover()
-        # what the store knows only now, after every recorded file was found and placed
+
+    def ingest_strangers(self) -> None:
+        """Files in queued/ or running/ that the store does not know (put there by a person, or
+        by a claudomator whose database is gone) are ingested as new. Only after every recorded
+        file was found and placed (`Mirror.recover`): a file the store knows is never new."""
         known = {(row["folder"], row["name"]) for row in self.store.files(("queued", "running"))}
         for folder in ("queued", "running"):
             strangers = [rel for rel in self.spool.scan(folder) if (folder, rel) not in known]
-            if strangers:  # put there by a person, or by a claudomator whose database is gone
+            if strangers:
                 self.offer(strangers, folder)
 
 

@@ -86,10 +86,10 @@ class Mirror:
         if target == folder:
             return
         placed = self.spool.move(folder, name, target, name)
-        if placed is None:  # a person deleted it (see `deleted`); a finished one is forgotten
-            if target == "done":
-                self.store.set_file(file_id, folder="deleted")
-            return
+        if placed is None:
+            if target == "done" and not self.spool.staged(file_id):
+                self.store.set_file(file_id, folder="deleted")  # a person deleted it
+            return  # still staged: it is placed, then moved on, at the next sweep
         if folder == "done":
             self._remove_beside("done", name)
         if target == "done":

@@ -18,7 +18,7 @@ Each step relies on those before it:
 8. inbox — swept.
 
 Steps 1-4 change only the store and 5-8 only the folders, after the store has settled: the
-mirror hears nothing while they run (the intake is attached to the service afterwards), so no
+mirror follows no event while they run (the intake is attached to the service at the end), so no
 file moves twice and none is taken for a new one.
 """
 
@@ -36,11 +36,14 @@ log = structlog.get_logger("claudomator.recovery")
 
 
 def recover(service: Claudomator, intake: Intake) -> None:
-    assert service.intake is None, "recovery runs before the mirror follows events"
+    service.intake = None  # the mirror follows no event until the folders are settled
     interrupted = service.recover()  # 1-3
     settled = service.settle_waiting()  # 4
-    intake.repair()  # 5-7
+    intake.finish_claims()  # 5
+    intake.mirror.recover()  # 6
+    intake.ingest_strangers()  # 7
     intake.sweep()  # 8
+    service.intake = intake  # from now on the folders follow every committed change
     log.info("recovery.done", interrupted=len(interrupted), settled=settled)
 
 

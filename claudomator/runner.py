@@ -7,6 +7,11 @@ and on timeout or cancel ends the whole process tree: SIGINT (claude then report
 SIGKILL, with the descendants snapshotted first. Descendants are found both as children and by the
 `CLAUDOMATOR_EXECUTION_ID` variable every process of the execution inherits, since the Bash tool
 runs commands in sessions of their own.
+
+The timeout is a deadline on the event loop's monotonic clock, which keeps running while this
+process is stopped (SIGSTOP): it is applied at wake-up, to a claude still running; one that ended
+meanwhile is recorded as it ended. A claude that closes its stdout but stays is stopped after
+`EOF_GRACE_S`, and one that exits while a descendant still holds its stdout is not waited for.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import os
 import signal
 import time
@@ -21,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -35,6 +41,8 @@ EXECUTION_ENV = "CLAUDOMATOR_EXECUTION_ID"
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is kept in the log but not parsed: memory stays flat
 STDERR_TAIL = 8192
+EOF_GRACE_S = 5.0  # claude closed its stdout: it has this long to exit before it is stopped
+EXIT_POLL_S = 0.25  # how often claude's own exit is looked for (see `_exit_of`)
 
 
 def build_argv(spec: TaskSpec, config: Config, claude: str, session_id: str) -> list[str]:
@@ -163,6 +171,30 @@ def kill_tree(procs: list[psutil.Process]) -> None:
             proc.kill()
 
 
+async def _exit_of(proc: asyncio.subprocess.Process) -> None:
+    """Returns once claude itself has exited: `proc.wait()` returns only once its pipes are closed
+    too (Python 3.11), and a descendant may hold them open for as long as it runs."""
+    while proc.returncode is None:  # noqa: ASYNC110 (asyncio tells of the exit by no event)
+        await asyncio.sleep(EXIT_POLL_S)
+
+
+def _has_exited(proc: asyncio.subprocess.Process) -> bool:
+    """Whether claude has exited, though the event loop may not have heard of it yet."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def _unreaped(proc: asyncio.subprocess.Process) -> int | None:
+    """claude's pid while it may still be its own: once reaped, another process may take it."""
+    return proc.pid if proc.returncode is None else None
+
+
 class Runner:
     """Runs one execution at a time per call; share one Runner across the pool."""
 
@@ -241,27 +273,27 @@ class Runner:
             asyncio.create_task(self._write_stdin(proc, spec.claude.instructions.encode())),
         ]
         timeout = spec.timeout if spec.timeout is not None else self.config.claude_timeout_s
-        exited = asyncio.create_task(proc.wait())
+        exited = asyncio.create_task(proc.wait())  # it exited and its pipes are closed
+        ended = asyncio.create_task(_exit_of(proc))  # it exited
         cancelled = asyncio.create_task(cancel.wait())
-        killed: Literal["timeout", "cancel"] | None = None
+        killed: Literal["timeout", "cancel", "stdout_closed"] | None = None
         try:
-            done, _ = await asyncio.wait(
-                {exited, cancelled}, timeout=timeout or None, return_when=asyncio.FIRST_COMPLETED
-            )
-            if exited not in done:
-                killed = "cancel" if cancelled in done else "timeout"
+            killed = await self._watch(proc, timeout, exited, ended, cancelled, readers[0])
+            if killed is not None:
                 await self._stop(proc, execution_id, exited)
             else:
                 # a process that leaves a child holding stdout must not hold us
-                await asyncio.wait(readers[:2], timeout=2.0)
+                await asyncio.wait({exited, *readers[:2]}, timeout=2.0)
         finally:
             cancelled.cancel()
-            if not exited.done():  # we are being cancelled ourselves: leave nothing behind
-                kill_tree(process_tree(proc.pid, execution_id))
+            ended.cancel()
+            if killed is not None or not exited.done():
+                # what is left of it: descendants holding its pipes, or all of it if we are being
+                # cancelled ourselves; the pid only while it is not reaped (it may be reused)
+                kill_tree(process_tree(_unreaped(proc), execution_id))
+            if not exited.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(exited), 5)
-            if killed is not None:
-                kill_tree(process_tree(proc.pid, execution_id)[1:])
             for reader in readers:
                 reader.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
@@ -278,6 +310,44 @@ class Runner:
         )
         return RunResult(decide(ending), state, proc.returncode, proc.pid, stderr_tail)
 
+    async def _watch(
+        self,
+        proc: asyncio.subprocess.Process,
+        timeout_s: float,
+        exited: asyncio.Task[int],
+        ended: asyncio.Task[None],
+        cancelled: asyncio.Task[Literal[True]],
+        stdout: asyncio.Task[None],
+    ) -> Literal["timeout", "cancel", "stdout_closed"] | None:
+        """None once claude exited by itself; else why it must be stopped: a cancel, the timeout
+        (`timeout_s` from now; 0 is none), or a stdout closed while the process stays."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s if timeout_s else math.inf
+        closed_at = math.inf  # when stdout reached EOF
+        waiting: set[asyncio.Task[Any]] = {exited, ended, cancelled, stdout}
+        while True:
+            limit = min(deadline, closed_at + EOF_GRACE_S) - loop.time()
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=None if limit == math.inf else max(limit, 0.0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if exited in done or ended in done:
+                return None
+            if cancelled in done:
+                return "cancel"
+            if stdout in done:
+                waiting.discard(stdout)
+                if stdout.exception() is None:
+                    closed_at = loop.time()
+                continue
+            # a time limit: a claude that exited before we looked (this process was stopped, or
+            # busy) ended by itself and is recorded so, not stopped after the fact
+            if _has_exited(proc):
+                await asyncio.wait({ended}, timeout=1.0)
+                return None
+            return "timeout" if loop.time() >= deadline else "stdout_closed"
+
     async def _stop(
         self, proc: asyncio.subprocess.Process, execution_id: str, exited: asyncio.Task[int]
     ) -> None:
@@ -292,7 +362,7 @@ class Runner:
             done, _ = await asyncio.wait({exited}, timeout=grace)
             if done:
                 break
-        tree += process_tree(proc.pid, execution_id)
+        tree += process_tree(_unreaped(proc), execution_id)
         kill_tree(tree)
         await asyncio.wait({exited}, timeout=5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,16 @@ class Gate:
     until: float | None = None
 
 
+MIN_FREE_BYTES = 32 * 2**20  # below this, no execution starts: its log and records need room
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether an error says the disk (or a quota) is full: an OSError, or SQLite's words."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "disk is full" in str(error) or "No space left" in str(error)
+
+
 def pool_gate(
     state: dict[str, object],
     *,
@@ -71,13 +82,17 @@ def pool_gate(
     spent_today: float,
     daily_budget: float,
     by_hand: bool = True,
+    free_bytes: int | None = None,
 ) -> Gate:
     """From the stored pool state: paused by hand or draining (unless `by_hand` is False: `run`
-    answers to its own user), a rate-limit pause, the daily budget."""
+    answers to its own user), a data dir without room for logs and records (`free_bytes`
+    below MIN_FREE_BYTES), a rate-limit pause, the daily budget."""
     if by_hand and state.get("paused"):
         return Gate(False, str(state.get("reason") or "paused"))
     if by_hand and state.get("draining"):
         return Gate(False, "draining")
+    if free_bytes is not None and free_bytes < MIN_FREE_BYTES:
+        return Gate(False, f"disk full: {free_bytes // 2**20} MiB free in the data dir")
     until = state.get("rate_limited_until")
     if isinstance(until, int | float) and until > now:
         return Gate(False, str(state.get("rate_limit_reason") or "rate limited"), float(until))

@@ -38,7 +38,14 @@ from claudomator.runner import (
     process_started,
     process_tree,
 )
-from claudomator.schedule import Gate, after_execution, dependency_verdict, owner_gone, pool_gate
+from claudomator.schedule import (
+    Gate,
+    after_execution,
+    dependency_verdict,
+    disk_full,
+    owner_gone,
+    pool_gate,
+)
 from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, MANUAL_RETRY_ONLY, State
 from claudomator.store.db import NewTask, Store
@@ -128,7 +135,8 @@ class Claudomator:
 
     def _sync_files(self, file_ids: list[str]) -> None:
         if self.intake is not None:
-            self.intake.mirror.sync(file_ids)
+            with self._carry_on("mirror"):  # a move that failed is done again at the sweep
+                self.intake.mirror.sync(file_ids)
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -295,9 +303,14 @@ class Claudomator:
 
         def flush() -> None:
             flushing.clear()
-            batch = list(pending.values())
+            batch = dict(pending)
             pending.clear()
-            self.publish(self.store.add_events(batch))
+            with self._carry_on("progress"):
+                try:
+                    self.publish(self.store.add_events(list(batch.values())))
+                except (DatabaseUnavailable, OSError):  # kept for the next flush or the record
+                    pending.update({k: v for k, v in batch.items() if k not in pending})
+                    raise
 
         def on_progress(progress: Progress, stream: StreamState) -> None:
             data = {"name": spec.name, **progress.fields}
@@ -321,7 +334,10 @@ class Claudomator:
                     self._record(task_id, execution_id, row, result, list(pending.values()))
                     return
                 except DatabaseUnavailable as e:
-                    log.warning("execution.record_waits", execution_id=execution_id, error=str(e))
+                    if attempt == 0:  # said once; it is recorded the moment the database is back
+                        log.warning(
+                            "execution.record_waits", execution_id=execution_id, error=str(e)
+                        )
                     await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
 
         try:
@@ -618,7 +634,19 @@ class Claudomator:
             spent_today=self.spent_today(),
             daily_budget=self.config.daily_budget_usd,
             by_hand=by_hand,
+            free_bytes=self.free_bytes(),
         )
+
+    def free_bytes(self) -> int:
+        """Room left for logs, spool moves and (SQLite) the database, on the fuller disk."""
+        folders = {self.config.data_dir.root}
+        if self.store.path is not None:
+            folders.add(self.store.path.parent)
+        free = []
+        for folder in folders:
+            st = os.statvfs(folder)
+            free.append(st.f_bavail * st.f_frsize)
+        return min(free)
 
     def spent_today(self) -> float:
         """Today's spend, summed again when an execution ended here, the day changed, or 5 s
@@ -724,12 +752,11 @@ class Claudomator:
 
                 sources = GitSources(self, intake)  # before recovery: it sets intake.base_dirs
             recover(self, intake)
-            self.intake = intake  # from now on the folders follow every committed change
             watcher = InboxWatcher(
                 intake.spool.inbox,
                 {f: intake.spool.folder(f) for f in ("queued", "done", "rejected")},
-                on_files=intake.offer,
-                on_deleted=intake.deleted,
+                on_files=self.carrying_on("intake", intake.offer),
+                on_deleted=self.carrying_on("intake", intake.deleted),
                 sweep=lambda: self._sweep(intake),
                 sweep_interval_s=self.config.sweep_interval_s,
                 debounce_s=self.config.debounce_s,
@@ -772,14 +799,27 @@ class Claudomator:
         log.info("serve.stopped")
 
     def _sweep(self, intake: Intake) -> None:
-        """Every `intake.sweep_interval`: the inbox, files whose tasks changed elsewhere, and
-        dependents a crashed or lost node left waiting."""
-        intake.sweep()
-        self.settle_waiting()
+        """Every `intake.sweep_interval` (and after a watcher error): the inbox, claims a fault
+        cut short, files whose tasks changed unheard of, dependents a lost node left waiting;
+        each step on its own, so that one failing does not hold up the others."""
+        for what, step in (
+            ("intake", intake.sweep),
+            ("staging", intake.finish_claims),
+            ("mirror", intake.mirror.resync),
+            ("dependents", self.settle_waiting),
+        ):
+            with self._carry_on(what):
+                step()
 
     def _pick(self, n: int) -> list[str]:
-        with self._database_away("pick"):
-            return self._claim(n) if self.gate().open else []
+        with self._carry_on("pick"):
+            gate = self.gate()
+            if gate.reason.startswith("disk full"):
+                self._trouble("disk.full", gate.reason)
+            elif "disk.full" in self._away:
+                self._away.discard("disk.full")
+                log.info("disk.recovered")
+            return self._claim(n) if gate.open else []
         return []
 
     def _claim(self, n: int, dispatcher: str = "") -> list[str]:
@@ -798,26 +838,39 @@ class Claudomator:
 
     def _tick(self) -> None:
         """Every round of the serve loop: cancel requests, files still being written."""
-        with self._database_away("tick"):
+        with self._carry_on("tick"):
             if self.pool.running:
                 self._check_cancels()
             if self.intake is not None:
                 self.intake.recheck_pending()
 
     @contextlib.contextmanager
-    def _database_away(self, what: str) -> Iterator[None]:
-        """The dispatch loop outlives a database that is away for a while: it logs once, then
-        tries again on every round."""
+    def _carry_on(self, what: str) -> Iterator[None]:
+        """`serve` outlives a database away for a while, a full disk and spool folders it cannot
+        write: it says so once, and what failed is done again (the dispatch loop on its next
+        round, the folders and the inbox at the next sweep; nothing recorded is lost)."""
         try:
             yield
-        except DatabaseUnavailable as e:
-            if what not in self._away:
-                log.warning(f"{what}.waits", error=str(e))
-            self._away.add(what)
+        except (DatabaseUnavailable, OSError) as e:
+            self._trouble("disk.full" if disk_full(e) else f"{what}.waits", str(e))
         else:
-            if what in self._away:
+            if f"{what}.waits" in self._away:
                 log.info(f"{what}.recovered")
-            self._away.discard(what)
+            self._away.discard(f"{what}.waits")
+
+    def _trouble(self, key: str, error: str) -> None:
+        if key not in self._away:
+            log.warning(key, error=error)
+        self._away.add(key)
+
+    def carrying_on(self, what: str, call: Callable[..., object]) -> Callable[..., None]:
+        """`call`, under `_carry_on(what)`: for the watcher's and the loop's callbacks."""
+
+        def guarded(*args: Any) -> None:
+            with self._carry_on(what):
+                call(*args)
+
+        return guarded
 
     async def interrupt(self, reason: str) -> None:
         """Ctrl-C on `run`: cancel what has not started, stop what runs (whole process trees)."""

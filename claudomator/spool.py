@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import stat
@@ -126,6 +127,10 @@ class Spool:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return path
+
+    def staged(self, file_id: str) -> bool:
+        """Whether a file's claim still waits in staging (cut short: see `finish_claims`)."""
+        return any(self.staging.glob(glob.escape(file_id) + "-*"))
 
     def claim(self, rel: str, file_id: str, folder: str = "inbox") -> Path | None:
         """Rename `folder/rel` into staging (the rename is the lock); None when it is gone."""

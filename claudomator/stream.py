@@ -217,7 +217,8 @@ def _estimate(model: Any, usage: Any) -> float:
 class Ending:
     """Everything known when the process is gone."""
 
-    killed: Literal["timeout", "cancel", "budget"] | None  # the runner killed it, and why
+    # the runner stopped it, and why ("stdout_closed": it closed its stdout and did not exit)
+    killed: Literal["timeout", "cancel", "budget", "stdout_closed"] | None
     exit_code: int | None  # negative: killed by that signal
     stderr_tail: str
     budget_usd: float | None  # the task's max_budget_usd
@@ -261,6 +262,8 @@ def decide(ending: Ending) -> Outcome:
     resets_at = ending.rate_limit_resets_at
     if result is None:
         reason = f"no result ({_exit(ending.exit_code)})"
+        if ending.killed == "stdout_closed":
+            reason = "no result: claude closed its stdout and did not exit, so it was stopped"
         last = _last_line(ending.stderr_tail)
         return _failed(f"{reason}: {last}" if last else reason, rejected, resets_at)
 

@@ -19,6 +19,7 @@ import pytest
 
 from claudomator.config import load_config
 from claudomator.intake import Intake
+from claudomator.recovery import recover
 from claudomator.service import Claudomator
 from claudomator.sources.git import GitSources, GitWatcher
 from tests.needs import needs
@@ -130,7 +131,7 @@ class World:
         self.intake = Intake(self.service)
         self.service.intake = self.intake
         self.sources = GitSources(self.service, self.intake, poll_s=60)
-        self.intake.repair()
+        recover(self.service, self.intake)
 
     def close(self) -> None:
         self.service.intake = None

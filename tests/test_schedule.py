@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
 
 from claudomator.schedule import (
+    MIN_FREE_BYTES,
     After,
     Gate,
     after_execution,
     dependency_verdict,
+    disk_full,
     owner_gone,
     pool_gate,
 )
@@ -115,6 +118,35 @@ def test_pool_gate(
     assert (
         pool_gate(state, now=NOW, spent_today=spent, daily_budget=budget, by_hand=by_hand) == gate
     )
+
+
+@pytest.mark.parametrize(
+    ("state", "free", "gate"),
+    [
+        ({}, None, Gate(True)),  # not measured (`run`'s own checks)
+        ({}, MIN_FREE_BYTES, Gate(True)),
+        ({}, MIN_FREE_BYTES - 1, Gate(False, "disk full: 31 MiB free in the data dir")),
+        ({}, 0, Gate(False, "disk full: 0 MiB free in the data dir")),
+        ({"paused": True}, 0, Gate(False, "paused")),  # what a person said comes first
+        ({"rate_limited_until": NOW + 5}, 0, Gate(False, "disk full: 0 MiB free in the data dir")),
+    ],
+)
+def test_pool_gate_and_the_disk(state: dict[str, object], free: int | None, gate: Gate) -> None:
+    assert pool_gate(state, now=NOW, spent_today=0, daily_budget=0, free_bytes=free) == gate
+
+
+@pytest.mark.parametrize(
+    ("error", "full"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
+        (OSError(errno.EROFS, "Read-only file system"), False),
+        (Exception("database or disk is full"), True),  # SQLite's words, wrapped
+        (Exception("database is locked"), False),
+    ],
+)
+def test_disk_full(error: BaseException, full: bool) -> None:
+    assert disk_full(error) is full
 
 
 @pytest.mark.parametrize(

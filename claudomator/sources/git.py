@@ -541,7 +541,7 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 
 class GitSources:
     """Every git source in the config, each run by its own `GitWatcher`. Build it before
-    `Intake.repair()`: it tells the intake each checkout's root."""
+    recovery: it tells the intake each checkout's root."""
 
     def __init__(self, service: ServiceLike, intake: IntakeLike, *, poll_s: float = POLL_S) -> None:
         self.watchers = [

@@ -45,7 +45,10 @@ class InboxWatcher:
                     await self._watch(stop)
                 except Exception as e:  # the watcher broke (e.g. a watch limit): sweep, retry
                     log.warning("inbox.watch_error", error=repr(e))
-                    self.sweep()
+                    try:
+                        self.sweep()
+                    except Exception as again:  # the next round, or the periodic sweep, retries
+                        log.warning("inbox.sweep_error", error=repr(again))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 1.0)
         finally:

@@ -70,7 +70,8 @@ huge_line, 10 for stream], line_kb [4], sleep_s [30], child_sleep_s [300], pidfi
 [1], line_delay_s [0: pause before each stdout line], startup_s [0: pause before init],
 require_auth [0: 1 = without ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN or CLAUDE_CODE_OAUTH_TOKEN
 end with the real "Not logged in" error], stdin_timeout_s [3, env only: the real CLI's wait
-for stdin data].
+for stdin data], linger_s [0: after the last line, close stdout and keep running this long, as
+a CLI stuck after its output; a signal then ends it at once].
 
 ``cost`` is the run's ``total_cost_usd`` (for error_max_budget_usd the cost of each API call,
 default 1.62 x budget; for sleep-like scenarios the cost so far). Token counts are scaled to
@@ -1955,12 +1956,28 @@ def entry() -> None:
         code = e.code
     except Interrupted:  # SIGINT before the run started
         code = 130
+    if (linger := float(_Signals.params.get("linger_s") or 0)) > 0:
+        code = _linger(linger, code)
     recorder.data["exit_code"] = code
     try:
         recorder.write()
     except OSError as e:
         _err(f"fake claude: cannot write the record: {e}\n")
     os._exit(code)
+
+
+def _linger(seconds: float, code: int) -> int:
+    """`linger_s`: stdout closed (the reader sees EOF), the process still there."""
+    sys.stdout.flush()
+    os.close(1)
+    _install_signals()  # after a result line they were ignored
+    try:
+        interruptible_sleep(seconds)
+    except Interrupted:
+        return 130
+    except Exit as e:
+        return e.code
+    return code
 
 
 if __name__ == "__main__":
