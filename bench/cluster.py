@@ -34,8 +34,11 @@ Only 127.0.0.1 traffic. Every schema is dropped and every process ended (SIGTERM
 for stragglers and their children) however the run ends.
 
     python bench/cluster.py [--tasks 400] [--seconds 1] [--slots 4] [--nodes 1,2,3]
-                            [--queue 3000] [--racers 3] [--skip-scale] [--skip-claims]
-    python bench/cluster.py --tasks 48 --seconds 0.2 --queue 300     # a quick run
+                            [--queue 3000] [--racers 3] [--skip-scale] [--skip-claims] [--quick]
+    python bench/cluster.py --tasks 48 --seconds 0.2 --queue 300     # a short run
+
+`--quick` (CI): 1 and 2 nodes (every path and kind of figure; a third node would only add its
+start-up), 6 tasks x 0.1 s in batch files of 2, 2 slots per node; 30 tasks for the claim race.
 """
 
 from __future__ import annotations
@@ -578,7 +581,11 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-claims", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(nodes="1,2", tasks=6, seconds=0.1, slots=2, batch=2, queue=30)
+        args = parser.parse_args()
     node_counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     prefix = f"bench_cluster_{os.getpid()}"

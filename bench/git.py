@@ -2,8 +2,8 @@
 task's claude is started. Goals: a commit adding 1,000 task files → all QUEUED ≤ 3 s after the
 commit; a `git commit` of one file → its claude process started ≤ 1 s after it.
 
-Method. Everything runs as `claudomator serve` does, in this process: `Claudomator.serve` with the
-git sources beside it (`GitSources(service, intake).run`), a real checkout in a temp folder, the
+Method. Everything runs as `claudomator serve` does, in this process: `ServeLoop.run` with the
+git sources beside it (`git_sources(service, intake).run`), a real checkout in a temp folder, the
 watcher on its git metadata, the default intake.debounce/step. Commits are made with the real
 `git` (`git add -A && git commit`); t0 is when `git commit` returns.
 
@@ -15,7 +15,9 @@ watcher on its git metadata, the default intake.debounce/step. Commits are made 
    (`date +%s%N`) before exec'ing the instant fake; K commits of one file each, one after another;
    latency = that start time - t0. Baseline: the same fake spawned directly (`sh` start cost).
 
-    python bench/git.py [--files 1000] [--commits 20] [--rounds 3]
+    python bench/git.py [--files 1000] [--commits 20] [--rounds 3] [--quick]
+
+`--quick` (CI): 200 files (two folders of 100), 2 commits, one round.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from claudomator import log
 from claudomator.config import load_config
 from claudomator.intake import Intake
+from claudomator.serve import ServeLoop, git_sources
 from claudomator.service import Claudomator
-from claudomator.sources.git import GitSources
 from tests.fakes import make_instant_claude
 
 TASK = "name: t{i}\nclaude:\n  instructions: 'task number {i}'\n"
@@ -69,12 +71,12 @@ def write_config(home: Path, repo: Path) -> None:
 
 
 async def serving(service: Claudomator, scenario: object) -> float:
-    """Run `service.serve` with the git sources beside it while `scenario(service)` runs."""
+    """Run `ServeLoop(service)` with the git sources beside it while `scenario(service)` runs."""
     result: list[float] = []
 
     async def also(stop: asyncio.Event) -> None:
         assert service.intake is not None
-        sources = GitSources(service, service.intake)
+        sources = git_sources(service, service.intake)
         running = asyncio.create_task(sources.run(stop))
         await until(lambda: service.store.source_state("bench") is not None)  # the baseline
         await asyncio.sleep(0.2)  # the watcher is armed
@@ -84,7 +86,7 @@ async def serving(service: Claudomator, scenario: object) -> float:
             os.kill(os.getpid(), signal.SIGTERM)
             await running
 
-    await service.serve(also=also)
+    await ServeLoop(service).run(also)
     return result[0]
 
 
@@ -103,7 +105,7 @@ async def bulk(service: Claudomator, repo: Path, n: int) -> float:
 def baseline_bulk(root: Path, repo: Path, n: int) -> float:
     config = load_config(env={"CLAUDOMATOR_HOME": str(root)})
     service = Claudomator(config)
-    service.set_pool(paused=True)
+    service.pause()
     intake = Intake(service)
     t0 = time.perf_counter()
     for i in range(n):
@@ -173,7 +175,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--commits", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(files=200, commits=2, rounds=1)
+        args = parser.parse_args()
     os.environ.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
     os.environ.pop("CLAUDECODE", None)
     log.configure("warning", "json")
@@ -186,7 +192,7 @@ def main() -> None:
             write_config(root / f"home-bulk{r}", repo)
             env = {"CLAUDOMATOR_HOME": str(root / f"home-bulk{r}")}
             service = Claudomator(load_config(env=env))
-            service.set_pool(paused=True)
+            service.pause()
             queued_runs.append(
                 asyncio.run(serving(service, lambda s, repo=repo: bulk(s, repo, args.files)))
             )

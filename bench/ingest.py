@@ -18,7 +18,9 @@ history). For each: `Store.pick(4, now)` (the pick inside serve's claim with 4 f
 `Claudomator.gate()` (serve asks it before every pick), µs per call; the same pick SQL through
 stdlib sqlite3; and EXPLAIN QUERY PLAN of every statement, captured as executed.
 
-    python bench/ingest.py [--files 10000] [--rounds 3] [--big 100000] [--small 1000]
+    python bench/ingest.py [--files 10000] [--rounds 3] [--big 100000] [--small 1000] [--quick]
+
+`--quick` (CI): 200 files, one round; stores of 20 and 200 tasks, 20 calls per batch; 0.3 s idle.
 """
 
 from __future__ import annotations
@@ -330,7 +332,11 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle serve, 0 = skip")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-pick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(files=200, rounds=1, small=20, big=200, calls=20, idle_s=0.3)
+        args = parser.parse_args()
     log.configure("warning", "json")
     os.environ.pop("CLAUDECODE", None)
     n = args.files

@@ -26,7 +26,9 @@ started (pool wake, pick, execution recorded), → fake running (log folder, spa
 Idle CPU: utime + stime of the process (all threads) from /proc/<pid>/stat over `--idle-s`
 seconds, for serve and for the bare watcher, measured at the same time after a settle second.
 
-    python bench/latency.py [--drops 200] [--idle-s 10]
+    python bench/latency.py [--drops 200] [--idle-s 10] [--floor-spawns 50] [--quick]
+
+`--quick` (CI): 3 drops, 3 floor spawns, 0.3 s idle.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 START_LINE = '[ -z "$BENCH_START_FIFO" ] || printf \'%s\\n\' "$CLAUDOMATOR_EXECUTION_ID" >"$BENCH_START_FIFO"\n'
 
-# watchfiles alone, set up as claudomator.sources.inbox.InboxWatcher sets it up
+# watchfiles alone, set up as claudomator.sources.watch.changes sets it up (no polling)
 WATCHER = r"""
 import asyncio, os, sys
 from watchfiles import Change, awatch
@@ -171,7 +173,11 @@ def main() -> None:
     parser.add_argument("--drops", type=int, default=200)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--floor-spawns", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(drops=3, idle_s=0.3, floor_spawns=3)
+        args = parser.parse_args()
     os.environ.pop("CLAUDECODE", None)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         root = Path(tmp)

@@ -1,6 +1,6 @@
 """1 GB of stream-json through ONE execution of the full runner path: the fake claude's `stream`
 scenario (Bash tool_use/tool_result pairs, as fast as it can print them) is run as one task by
-`Claudomator.run_tasks`, so claudomator reads the pipe, writes `stdout.log`, parses every line,
+`claudomator.run.Run`, so claudomator reads the pipe, writes `stdout.log`, parses every line,
 records the progress events and the final result. Goals (issue 3): ≥ 100 MB/s of log written and
 parsed, RSS growth of the claudomator process ≤ 20 MB.
 
@@ -12,7 +12,9 @@ spent (its user + system time, all threads) give its own rate, independent of th
 RSS is sampled from /proc/self/status (VmRSS) every 5 ms by a thread; growth = peak during the run
 minus the value just before it. MB = 10^6 bytes.
 
-    python bench/stream.py [--gb 1.0] [--line-kb 4] [--rounds 3]
+    python bench/stream.py [--gb 1.0] [--line-kb 4] [--rounds 3] [--quick]
+
+`--quick` (CI): 20 MB of stream-json, one round.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator import log
 from claudomator.config import load_config
+from claudomator.run import Run
 from claudomator.runner import RunResult
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
@@ -132,7 +135,7 @@ async def full_run(claude: Path, text: str, home: Path, cwd: Path) -> dict[str, 
     sampler = RssSampler()
     sampler.start()
     c0, t0 = cpu_s(), time.perf_counter()
-    await service.run_tasks(ids)
+    await Run(service, ids).until_final()
     seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
     growth, late_growth = sampler.stop()
     task = service.task(ids[0])
@@ -185,8 +188,12 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="stream-json to send, in GB (1e9)")
     parser.add_argument("--line-kb", type=float, default=4, help="tool result size (KiB)")
     parser.add_argument("--rounds", type=int, default=3, help="each in a fresh process")
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(gb=0.02, rounds=1)
+        args = parser.parse_args()
     if args.child:
         print(json.dumps(one_round(args.gb, args.line_kb)))
         return

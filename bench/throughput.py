@@ -2,7 +2,9 @@
 record) with an instant fake claude, against a raw asyncio loop spawning the same fake in the same
 run. Goal: the full path reaches ≥ 40 % of the raw rate.
 
-    python bench/throughput.py [--tasks 2000] [--concurrency 8]
+    python bench/throughput.py [--tasks 2000] [--concurrency 8] [--rounds 3] [--quick]
+
+`--quick` (CI): 16 tasks, one round.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator import log
 from claudomator.config import load_config
+from claudomator.run import Run
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
@@ -56,7 +59,7 @@ async def full_rate(claude: Path, n: int, k: int, home: Path, cwd: Path) -> floa
     ids = service.submit(
         ParsedFile("bench.yaml", specs, True, []), source="bench", dispatcher=service.identity
     )
-    await service.run_tasks(ids)
+    await Run(service, ids).until_final()
     rate = n / (time.perf_counter() - t0)
     counts = service.reader.counts()
     service.close()
@@ -69,7 +72,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given still win
+        parser.set_defaults(tasks=16, rounds=1)
+        args = parser.parse_args()
     log.configure("warning", "json")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

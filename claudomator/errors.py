@@ -3,10 +3,9 @@
     ClaudomatorError
     ├── ConfigError          config.toml, environment or flags are wrong
     ├── TaskFileError        a task or batch file is invalid (carries every FieldError)
-    ├── StoreError           the database cannot be opened or used
-    │   ├── NotFoundError    no task or execution with that id
-    │   └── TransitionError  a state change the transition table forbids, or lost a race
-    └── RunnerError          claude could not be started
+    └── StoreError           the database cannot be opened or used
+        ├── NotFoundError    no task or execution with that id
+        └── TransitionError  a state change the transition table forbids, or lost a race
 
 The class docstring is the default message; errors carry context fields.
 """
@@ -69,10 +68,6 @@ class NotFoundError(StoreError):
 
 class TransitionError(StoreError):
     """That state change is not allowed."""
-
-
-class RunnerError(ClaudomatorError):
-    """claude could not be run."""
 
 
 class LeaseLost(StoreError):

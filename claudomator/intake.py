@@ -29,11 +29,11 @@ from claudomator import failpoint
 from claudomator.errors import DatabaseUnavailable, FieldError, TaskFileError
 from claudomator.ids import new_id
 from claudomator.mirror import Mirror, fingerprint
-from claudomator.runner import within
 from claudomator.spool import Spool, is_watched_path
 from claudomator.state import State
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile, parse_file
+from claudomator.workdir import within
 
 if TYPE_CHECKING:
     from claudomator.service import Claudomator

@@ -26,7 +26,7 @@ import httpx
 import structlog
 
 from claudomator import __version__
-from claudomator.config import DAILY_BUDGET_REACHED, RATE_LIMITED, NotifyTarget
+from claudomator.config_notify import DAILY_BUDGET_REACHED, RATE_LIMITED, NotifyTarget
 from claudomator.events import Event, Hub, Subscription
 
 log = structlog.get_logger("claudomator.notify")

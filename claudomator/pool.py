@@ -12,7 +12,7 @@ import structlog
 
 log = structlog.get_logger("claudomator.pool")
 
-Start = Callable[[str, asyncio.Event], Coroutine[Any, Any, None]]
+Execute = Callable[[str, asyncio.Event], Coroutine[Any, Any, None]]  # one task, to its end
 
 
 class Pool:
@@ -24,18 +24,17 @@ class Pool:
         self._cancels: dict[str, asyncio.Event] = {}
         self._wake = asyncio.Event()
         self.stopping = False
-        self.draining = False
 
     def wake(self) -> None:
         self._wake.set()
 
     @property
     def free(self) -> int:
-        return 0 if self.stopping or self.draining else self.slots - len(self.running)
+        return 0 if self.stopping else self.slots - len(self.running)
 
-    def start(self, task_id: str, start: Start) -> None:
+    def _launch(self, task_id: str, execute: Execute) -> None:
         cancel = asyncio.Event()
-        job = asyncio.create_task(start(task_id, cancel), name=f"execution:{task_id}")
+        job = asyncio.create_task(execute(task_id, cancel), name=f"execution:{task_id}")
         self.running[task_id] = job
         self._cancels[task_id] = cancel
         job.add_done_callback(lambda t, task_id=task_id: self._release(task_id, t))  # type: ignore[misc]
@@ -57,22 +56,23 @@ class Pool:
 
     async def run(
         self,
-        pick: Callable[[int], list[str]],
-        start: Start,
+        start: Callable[[int], list[str]],
+        execute: Execute,
         done: Callable[[], bool],
         poll_s: float = 1.0,
         tick: Callable[[], None] | None = None,
     ) -> None:
-        """Fill free slots with picked tasks until `done()` says so with nothing running, or a stop.
+        """Fill free slots until `done()` says so with nothing running, or a stop: `start(n)`
+        starts up to `n` tasks (QUEUED → RUNNING) and returns their ids, `execute` runs each.
         `tick` runs on every round (at least every `poll_s`), e.g. to notice cancel requests."""
         while True:
             self._wake.clear()
             if tick is not None:
                 tick()
             if self.free > 0:
-                for task_id in pick(self.free):
+                for task_id in start(self.free):
                     if task_id not in self.running:
-                        self.start(task_id, start)
+                        self._launch(task_id, execute)
             if not self.running and (self.stopping or done()):
                 return
             with contextlib.suppress(TimeoutError):

@@ -1,12 +1,11 @@
 """A task becomes a `claude -p` process, and what that process does becomes a faithful record.
 
-`build_argv` is pure and the only place that knows Claude's flags. `Runner.run` spawns claude in the
-task's working_dir in its own session, writes the instructions to stdin and closes it, streams
-stdout to `stdout.log` while parsing it line by line, drains stderr to `stderr.log` keeping its tail,
-and on timeout or cancel ends the whole process tree: SIGINT (claude then reports its cost), SIGTERM,
-SIGKILL, with the descendants snapshotted first. Descendants are found both as children and by the
-`CLAUDOMATOR_EXECUTION_ID` variable every process of the execution inherits, since the Bash tool
-runs commands in sessions of their own.
+`Runner.run` spawns claude (the command from `command`, in the place `workdir` says) in its own
+session, writes the instructions to stdin and closes it, streams stdout to `stdout.log` while
+folding it line by line (`stream`), drains stderr to `stderr.log` keeping its tail (the files
+where `logfiles` says), and on timeout or cancel ends the whole process tree (`proctree`): SIGINT
+(claude then reports its cost), SIGTERM, SIGKILL, with the descendants snapshotted first. What
+the end means for the task is `outcome.decide`.
 
 The timeout is a deadline on the event loop's monotonic clock, which keeps running while this
 process is stopped (SIGSTOP): it is applied at wake-up, to a claude still running; one that ended
@@ -24,82 +23,29 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import psutil
-
-from claudomator.config import DIR_MODE, FILE_MODE, Config
+from claudomator.command import build_argv, build_env
+from claudomator.config import Config
+from claudomator.datadir import DIR_MODE, create_private
+from claudomator.logfiles import execution_logs
+from claudomator.outcome import Ending, Outcome, decide
+from claudomator.proctree import has_exited, kill_tree, process_started, process_tree
 from claudomator.secret import scrub, scrub_bytes, secret_values
 from claudomator.state import State
-from claudomator.stream import Ending, Outcome, Progress, StreamState, decide, feed
+from claudomator.stream import Progress, StreamState, feed
 from claudomator.task import TaskSpec
+from claudomator.workdir import within, working_dir
 
-EXECUTION_ENV = "CLAUDOMATOR_EXECUTION_ID"
+__all__ = ["CHUNK", "EOF_GRACE_S", "EXIT_POLL_S", "MAX_LINE", "STDERR_TAIL", "RunResult", "Runner"]
+
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is kept in the log but not parsed: memory stays flat
 STDERR_TAIL = 8192
 EOF_GRACE_S = 5.0  # claude closed its stdout: it has this long to exit before it is stopped
 EXIT_POLL_S = 0.25  # how often claude's own exit is looked for (see `_exit_of`)
-
-
-def build_argv(spec: TaskSpec, config: Config, claude: str, session_id: str) -> list[str]:
-    """The claude command line for one execution; the instructions go on stdin."""
-    c = spec.claude
-    argv = [
-        claude,
-        "-p",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--model",
-        c.model or config.claude_model,
-        "--permission-mode",
-        c.permission_mode,
-        f"--session-id={session_id}",
-    ]
-    if c.max_budget_usd is not None and c.max_budget_usd > 0:
-        argv += ["--max-budget-usd", f"{c.max_budget_usd:.4f}"]
-    # list options are variadic and swallow what follows: always the equals form
-    if c.allowed_tools:
-        argv.append("--allowedTools=" + ",".join(c.allowed_tools))
-    if c.disallowed_tools:
-        argv.append("--disallowedTools=" + ",".join(c.disallowed_tools))
-    if c.max_turns is not None:
-        argv += ["--max-turns", str(c.max_turns)]
-    if c.append_system_prompt:
-        argv.append("--append-system-prompt=" + c.append_system_prompt)
-    argv += ["--add-dir=" + d for d in c.add_dirs]
-    if c.fallback_model:
-        argv.append("--fallback-model=" + c.fallback_model)
-    return argv
-
-
-def build_env(
-    spec: TaskSpec, execution_id: str, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """claudomator's own environment, less CLAUDECODE, with the task's env on top."""
-    env = dict(os.environ if base is None else base)
-    env.pop("CLAUDECODE", None)
-    env.update(spec.claude.env)
-    env[EXECUTION_ENV] = execution_id
-    return env
-
-
-def within(path: Path, roots: tuple[str, ...]) -> bool:
-    """Whether `path` (links resolved) is inside one of `roots`; no roots: anywhere."""
-    if not roots:
-        return True
-    real = os.path.realpath(path)
-    return any(
-        real == r or real.startswith(r.rstrip("/") + "/") for r in map(os.path.realpath, roots)
-    )
-
-
-def working_dir(spec: TaskSpec, config: Config) -> Path:
-    return Path(os.path.expanduser(spec.claude.working_dir or config.default_working_dir()))
 
 
 @dataclass
@@ -117,60 +63,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _private_file(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
-
-
-def execution_dir(config: Config, execution_id: str) -> Path:
-    return config.data_dir.executions / execution_id
-
-
-def process_tree(pid: int | None, execution_id: str | None = None) -> list[psutil.Process]:
-    """The process `pid` and its descendants, and every process whose environment names
-    `execution_id` (those that left the session or were orphaned), still alive."""
-    found: dict[int, psutil.Process] = {}
-    if pid:
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(pid)
-            found[pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-    if execution_id:
-        for proc in psutil.process_iter():
-            if proc.pid in found or proc.pid == os.getpid():
-                continue
-            with contextlib.suppress(psutil.Error):
-                if proc.environ().get(EXECUTION_ENV) == execution_id:
-                    found[proc.pid] = proc
-    return list(found.values())
-
-
-def leftovers() -> dict[str, list[psutil.Process]]:
-    """Every process on this host that belongs to an execution, by execution id."""
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error):
-            if execution_id := proc.environ().get(EXECUTION_ENV):
-                found.setdefault(execution_id, []).append(proc)
-    return found
-
-
-def process_started(pid: int) -> float | None:
-    """The start time of process `pid`, or None when there is none."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def kill_tree(procs: list[psutil.Process]) -> None:
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
 async def _exit_of(proc: asyncio.subprocess.Process) -> None:
     """Returns once claude itself has exited: `proc.wait()` returns only once its pipes are closed
     too (Python 3.11), and a descendant may hold them open for as long as it runs."""
@@ -180,14 +72,7 @@ async def _exit_of(proc: asyncio.subprocess.Process) -> None:
 
 def _has_exited(proc: asyncio.subprocess.Process) -> bool:
     """Whether claude has exited, though the event loop may not have heard of it yet."""
-    if proc.returncode is not None:
-        return True
-    try:
-        return psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
+    return proc.returncode is not None or has_exited(proc.pid)
 
 
 def _unreaped(proc: asyncio.subprocess.Process) -> int | None:
@@ -212,10 +97,10 @@ class Runner:
         on_progress: Callable[[Progress, StreamState], None] | None = None,
     ) -> RunResult:
         state = StreamState()
-        folder = execution_dir(self.config, execution_id)
-        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        out_fd = _private_file(folder / "stdout.log")
-        err_fd = _private_file(folder / "stderr.log")
+        logs = execution_logs(self.config.data_dir.executions, execution_id)
+        logs.folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        out_fd = create_private(logs.stdout, append=True)
+        err_fd = create_private(logs.stderr, append=True)
         try:
             return await self._run(
                 spec, execution_id, state, out_fd, err_fd, cancel, on_spawn, on_progress

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from claudomator.config import DIR_MODE, FILE_MODE, DataDir, write_private
+from claudomator.datadir import DIR_MODE, FILE_MODE, DataDir, create_private, write_private
 
 FOLDERS = ("queued", "running", "done", "rejected")
 TASK_SUFFIXES = (".yaml", ".yml")
@@ -123,8 +123,7 @@ class Spool:
     def stage_bytes(self, name: str, data: bytes) -> Path:
         """A copy made by claudomator (from a source other than the inbox), staged privately."""
         path = self.staging / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(create_private(path), "wb") as f:
             f.write(data)
         return path
 

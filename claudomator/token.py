@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from claudomator.config import FILE_MODE
+from claudomator.datadir import write_private
 from claudomator.errors import ConfigError
 
 Access = Literal["full", "read"]
@@ -55,15 +55,7 @@ def ensure_token(root: Path, *, read_only: bool = False, rotate: bool = False) -
         return current
     path = token_path(root, read_only=read_only)
     token = _PREFIX[read_only] + secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(token + "\n")
-        os.replace(tmp, path)  # atomic: a reader sees the old token or the new one
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(path, token + "\n", replace=True)  # atomic: a reader sees the old or the new
     return token
 
 

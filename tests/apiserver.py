@@ -100,11 +100,11 @@ class LiveServer:
             serving = asyncio.create_task(api.run(stop))
             running = None
             if self.pool:
-                service.join("serve")  # a node, as under `serve`
+                service.node.join("serve")  # a node, as under `serve`
                 running = asyncio.create_task(
                     service.pool.run(
-                        lambda n: service._claim(n) if service.gate().open else [],
-                        service.execute,
+                        lambda n: service.lifecycle.start(n) if service.gate().open else [],
+                        service.lifecycle.execute,
                         lambda: False,
                         0.05,
                     )

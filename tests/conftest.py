@@ -52,7 +52,7 @@ def postgresql_url() -> Iterator[str]:
     schema; dropped afterwards. Skips when PostgreSQL is unreachable, unless CI is set."""
     import psycopg
 
-    from claudomator.config import mask_url
+    from claudomator.config_values import mask_url
 
     try:
         admin = psycopg.connect(POSTGRESQL, autocommit=True, connect_timeout=5)

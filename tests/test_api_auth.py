@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from claudomator.api import Api, routes
-from claudomator.api.door import HostRule, auth_required, host_name, is_loopback, origin_allowed
+from claudomator.api.access import HostRule, auth_required, host_name, is_loopback, origin_allowed
 from claudomator.cli import cli
 from claudomator.config import load_config
 from claudomator.errors import ConfigError

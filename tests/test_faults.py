@@ -21,10 +21,11 @@ import psutil
 import pytest
 
 from claudomator.config import load_config
+from claudomator.outcome import Ending, decide
+from claudomator.run import Run
 from claudomator.runner import EOF_GRACE_S
 from claudomator.service import Claudomator
 from claudomator.state import FINAL_STATES
-from claudomator.stream import Ending, decide
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.poll import wait_for
@@ -32,7 +33,7 @@ from tests.test_serve import Server, task
 
 # `serve`, with the SQLite busy timeout shortened so that a lock can outlast it within a test
 SERVE = (
-    "import sys; import claudomator.store.db as db; db.BUSY_TIMEOUT_S = float(sys.argv.pop(1)); "
+    "import sys; import claudomator.store.database as db; db.BUSY_TIMEOUT_S = float(sys.argv.pop(1)); "
     "from claudomator.cli import main; main()"
 )
 
@@ -195,7 +196,7 @@ def run(service: Claudomator, instructions: str, **fields: Any) -> tuple[dict[st
         ParsedFile("t.yaml", [spec], False, []), source="test", dispatcher=service.identity
     )
     t0 = time.monotonic()
-    asyncio.run(asyncio.wait_for(service.run_tasks([task_id]), 30))
+    asyncio.run(asyncio.wait_for(Run(service, [task_id]).until_final(), 30))
     return service.task(task_id), time.monotonic() - t0
 
 

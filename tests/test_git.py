@@ -19,9 +19,9 @@ import pytest
 
 from claudomator.config import load_config
 from claudomator.intake import Intake
-from claudomator.recovery import recover
+from claudomator.serve import git_sources
 from claudomator.service import Claudomator
-from claudomator.sources.git import GitSources, GitWatcher
+from claudomator.sources.git import GitWatcher
 from tests.needs import needs
 
 pytestmark = needs(shutil.which("git"), "git is not installed")
@@ -127,11 +127,11 @@ class World:
 
     def open(self) -> None:
         self.service = Claudomator(load_config())
-        self.service.set_pool(paused=True)
+        self.service.pause()
         self.intake = Intake(self.service)
         self.service.intake = self.intake
-        self.sources = GitSources(self.service, self.intake, poll_s=60)
-        recover(self.service, self.intake)
+        self.sources = git_sources(self.service, self.intake, poll_s=60)
+        self.service.recovery.run(self.intake)
 
     def close(self) -> None:
         self.service.intake = None
@@ -428,13 +428,12 @@ CRASH = """
 import asyncio, os, sys
 from claudomator.config import load_config
 from claudomator.intake import Intake
+from claudomator.serve import git_sources
 from claudomator.service import Claudomator
-from claudomator.sources.git import GitSources
 
 service = Claudomator(load_config())
 intake = Intake(service)
 service.intake = intake
-sources = GitSources(service, intake)
 offers = []
 real = intake.offer_bytes
 def offer_bytes(*args, **kwargs):
@@ -442,7 +441,8 @@ def offer_bytes(*args, **kwargs):
     if len(offers) == int(sys.argv[1]):  # the next record kills this process, as a crash would
         os.environ["CLAUDOMATOR_FAILPOINT"] = "recorded"
     return real(*args, **kwargs)
-intake.offer_bytes = offer_bytes
+intake.offer_bytes = offer_bytes  # before the sources are wired: they are handed the callable
+sources = git_sources(service, intake)
 asyncio.run(sources.watchers[0].cycle())
 """
 
@@ -497,7 +497,7 @@ def test_a_local_history_rewrite_is_walked_without_running_twice(world: World, r
 
 
 def test_git_env_never_points_at_another_repository() -> None:
-    from claudomator.sources.git import git_env
+    from claudomator.sources.gitcmd import git_env
 
     env = git_env(
         {"GIT_DIR": "/x", "GIT_INDEX_FILE": "/i", "PATH": "/bin", "GIT_CONFIG_KEY_0": "a"}

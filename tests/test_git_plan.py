@@ -28,6 +28,7 @@ from claudomator.sources.gitplan import (
     signature_verdict,
     task_rel,
 )
+from claudomator.spool import is_watched_path
 
 Z = "0" * 40
 B1, B2 = "1" * 40, "2" * 40
@@ -59,7 +60,7 @@ def change(
     ],
 )
 def test_task_rel(path: str, subdir: str, rel: str | None) -> None:
-    assert task_rel(path, subdir) == rel
+    assert task_rel(path, subdir, is_watched_path) == rel
 
 
 WD = "task file {} in commit cccccccccccc"
@@ -104,7 +105,7 @@ WD = "task file {} in commit cccccccccccc"
     ],
 )
 def test_plan(changes: list[Change], actions: list[object]) -> None:
-    assert plan(changes, "t", C) == actions
+    assert plan(changes, "t", C, is_watched_path) == actions
 
 
 def test_an_untrusted_commit_changes_nothing() -> None:
@@ -116,6 +117,7 @@ def test_an_untrusted_commit_changes_nothing() -> None:
         ],
         "",
         C,
+        is_watched_path,
     )
     assert refuse(actions, "unsigned") == [
         Reject("a.yaml", "a.yaml", B1, "unsigned"),
@@ -325,7 +327,7 @@ def test_the_sources_command(tmp_path: Path) -> None:
 
 
 def test_every_sources_key_is_in_the_readme() -> None:
-    from claudomator.config import _SOURCE_FIELDS
+    from claudomator.config_sources import SOURCE_FIELDS as _SOURCE_FIELDS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme[readme.index("## Git sources") : readme.index("## Task files")]

@@ -16,8 +16,8 @@ import pytest
 from claudomator.config import load_config
 from claudomator.intake import Intake
 from claudomator.mirror import locate, stale
-from claudomator.recovery import recover
-from claudomator.service import Claudomator, moves_file
+from claudomator.publisher import moves_file
+from claudomator.service import Claudomator
 from claudomator.state import State
 
 TASK = "name: {name}\nclaude: {{instructions: do it}}\n{extra}"
@@ -86,7 +86,7 @@ class Node:
     def restart(self) -> Node:
         self.service.close()
         node = Node()
-        recover(node.service, node.intake)
+        node.service.recovery.run(node.intake)
         return node.follow()
 
     def drop(self, rel: str, text: str) -> None:
@@ -120,7 +120,7 @@ def interrupt(node: Node) -> str:
     dead.wait()
     (started,) = node.service.store.claim(
         1, time.time(), node.service.config.data_dir.executions,
-        owner_host=node.service.host, owner_pid=dead.pid, owner_started=1.0, owner_node="",
+        owner_host=node.service.node.process.host, owner_pid=dead.pid, owner_started=1.0, owner_node="",
     )  # fmt: skip
     return str(started[1]["task_id"])
 
@@ -171,7 +171,7 @@ def test_a_retried_file_leaves_done_and_comes_back_with_a_true_result(node: Node
     node.service.retry(task_id)  # runnable again: back in queued/ (it never started)
     assert node.files()["done"] == [] and node.files()["queued"] == ["a.yaml"]
     interrupt(node)
-    node.service.recover()  # FAILED interrupted: final again, after one execution
+    node.service.recovery.end_orphans()  # FAILED interrupted: final again, after one execution
     assert node.files()["done"] == ["a.yaml", "a.yaml.result.json"]
     result = json.loads((node.root / "done/a.yaml.result.json").read_text())
     assert [(t["state"], len(t["executions"])) for t in result["tasks"]] == [("FAILED", 1)]
@@ -215,3 +215,4 @@ def test_claimed_files_are_private(node: Node) -> None:
     assert (node.root / "queued/a.yaml").stat().st_mode & 0o777 == 0o600
     assert (node.root / "rejected/bad.yaml").stat().st_mode & 0o777 == 0o600
     assert (node.root / "rejected/bad.yaml.error").stat().st_mode & 0o777 == 0o600
+

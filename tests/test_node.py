@@ -5,6 +5,7 @@ other nodes' events (PostgreSQL LISTEN/NOTIFY). Store tests run on SQLite and Po
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -143,7 +144,7 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     with pytest.raises(LeaseLost):  # a lost node claims nothing
         store.claim(1, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
     with pytest.raises(LeaseLost):  # nor does a node that never joined
-        store.start_execution(ids[0], tmp_path, owner_node="nobody", owner_pid=os.getpid())
+        store.claim(1, time.time(), tmp_path, owner_node="nobody", owner_pid=os.getpid())
     with pytest.raises(LeaseLost):  # nor another process under a live node's id
         store.claim(1, time.time(), tmp_path, owner_node="b", owner_pid=os.getpid() + 1)
 
@@ -183,7 +184,7 @@ def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
 
 def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_path: Path) -> None:
     [task_id], _ = store.add_tasks([new_task("t1")])
-    execution_id, _, _ = store.start_execution(task_id, tmp_path)  # type: ignore[misc]
+    [(execution_id, _, _)] = store.claim(1, time.time(), tmp_path)
     lost = store.finish_execution(execution_id, task_id, state=State.FAILED, reason="node lost")
     assert lost[-1]["state"] == "FAILED"
     spend = {
@@ -220,16 +221,16 @@ def service(database: Path | str, home: Path, fake_claude: Path) -> Iterator[Cla
 def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
     service: Claudomator, tmp_path: Path
 ) -> None:
-    service.join("serve")
+    service.node.join("serve")
     other = Nodes(service.store)
     register(other, "gone")
     retried = new_task("retried", retry_json=json.dumps({"max_attempts": 2, "backoff": "1s"}))
     ids, _ = service.store.add_tasks([new_task("once"), retried])
     service.store.claim(2, time.time(), tmp_path, owner_node="gone", owner_pid=os.getpid())
-    service.reap()
+    service.recovery.end_lost_nodes()
     assert [service.task(i)["state"] for i in ids] == ["RUNNING", "RUNNING"]  # lease holds
     age(service.store, "gone", 31)
-    service.reap()
+    service.recovery.end_lost_nodes()
     once, again = (service.task(i) for i in ids)
     assert (once["state"], once["reason"]) == ("FAILED", "node lost")
     assert again["state"] == "QUEUED" and "node lost" in again["reason"]
@@ -242,17 +243,18 @@ def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
 def test_a_second_process_cannot_take_a_live_node_id(
     service: Claudomator, database: Path | str, home: Path
 ) -> None:
-    service.join("serve")
+    service.node.join("serve")
     env = {"CLAUDOMATOR_DATABASE_URL": str(database)} if isinstance(database, str) else {}
     env["CLAUDOMATOR_NODE_ID"] = service.node_id
     twin = Claudomator(load_config(home, env=env))  # the same database
-    twin.host = "elsewhere"  # on this host a live pid would be told apart; elsewhere only leases
+    # on this host a live pid would be told apart; elsewhere only leases
+    twin.node.process = dataclasses.replace(twin.node.process, host="elsewhere")
     try:
         with pytest.raises(Exception, match=f"node {service.node_id} is in use by pid"):
-            twin.join("serve")
+            twin.node.join("serve")
         age(service.store, service.node_id, 31)
-        twin.join("serve")  # its lease expired: the id is free
-        assert twin.nodes.get(twin.node_id)["host"] == "elsewhere"  # type: ignore[index]
+        twin.node.join("serve")  # its lease expired: the id is free
+        assert twin.node.nodes.get(twin.node_id)["host"] == "elsewhere"  # type: ignore[index]
     finally:
         twin.close()
 
@@ -393,10 +395,10 @@ def test_the_relay_hears_other_nodes_events_at_commit(postgresql_url: str) -> No
 def test_a_result_the_database_refused_is_recorded_once_it_is_back(
     service: Claudomator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import claudomator.service
+    import claudomator.lifecycle
 
-    monkeypatch.setattr(claudomator.service, "RECORD_RETRY_S", 0.01)
-    service.join("serve")
+    monkeypatch.setattr(claudomator.lifecycle, "RECORD_RETRY_S", 0.01)
+    service.node.join("serve")
     [task_id], _ = service.store.add_tasks([new_task("t")])
     real, refusals = service.store.finish_execution, []
 
@@ -407,8 +409,8 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "finish_execution", away_twice)
-    assert service._claim(1) == [task_id]
-    asyncio.run(service.execute(task_id, asyncio.Event()))
+    assert service.lifecycle.start(1) == [task_id]
+    asyncio.run(service.lifecycle.execute(task_id, asyncio.Event()))
     task = service.task(task_id)
     assert len(refusals) == 2, task
     assert task["state"] == "COMPLETED" and task["cost_usd"] > 0, task
@@ -506,3 +508,4 @@ def test_nodes_and_status_show_the_cluster_in_a_terminal(home: Path, tmp_path: P
         ("beta", 1, False),
         ("gamma", 0, True),
     ]
+

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from claudomator.config import NOTIFY_DEFAULT_STATES, NotifyTarget, load_config
+from claudomator.config import load_config
+from claudomator.config_notify import NOTIFY_DEFAULT_STATES, NotifyTarget
 from claudomator.errors import ConfigError
 from claudomator.events import Hub
 from claudomator.notify import (

@@ -12,8 +12,9 @@ from typing import Any
 import psutil
 import pytest
 
+from claudomator.command import EXECUTION_ENV
 from claudomator.config import load_config
-from claudomator.runner import EXECUTION_ENV
+from claudomator.run import Run
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
@@ -57,7 +58,8 @@ def service(home: Path, tmp_path: Path) -> Iterator[Claudomator]:
         }
     )
     svc = Claudomator(config)
-    svc.max_requeues = 0  # a rate limit fails at once here instead of waiting for its reset
+    # a rate limit fails at once here instead of waiting for its reset
+    svc.lifecycle.max_requeues = 0
     yield svc
     svc.close()
 
@@ -77,7 +79,7 @@ def run(service: Claudomator, task: TaskSpec, during: Any = None) -> dict[str, A
     )
 
     async def go() -> None:
-        job = asyncio.create_task(service.run_tasks([task_id]))
+        job = asyncio.create_task(Run(service, [task_id]).until_final())
         if during is not None:
             await during(task_id)
         await job

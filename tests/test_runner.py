@@ -13,8 +13,10 @@ from typing import Any
 import psutil
 import pytest
 
+from claudomator.command import EXECUTION_ENV, build_argv, build_env
 from claudomator.config import Config, load_config
-from claudomator.runner import EXECUTION_ENV, Runner, build_argv, build_env
+from claudomator.run import Run
+from claudomator.runner import Runner
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
@@ -86,7 +88,7 @@ def run(service: Claudomator, *specs: TaskSpec) -> list[dict[str, Any]]:
         source="test",
         dispatcher=service.identity,
     )
-    asyncio.run(asyncio.wait_for(service.run_tasks(ids), 60))
+    asyncio.run(asyncio.wait_for(Run(service, ids).until_final(), 60))
     return [service.task(i) for i in ids]
 
 
@@ -154,7 +156,7 @@ def test_endings(
 def test_rate_limit_requeues_without_an_attempt_then_fails_when_capped(
     service: Claudomator,
 ) -> None:
-    service.max_requeues = 0
+    service.lifecycle.max_requeues = 0
     (task,) = run(service, spec(claude={"instructions": scenario("api_error", status=429)}))
     assert task["state"] == "FAILED" and "429" in task["reason"] and task["attempts"] == 1
 
@@ -173,12 +175,13 @@ def test_rate_limit_pauses_the_pool_and_requeues(service: Claudomator) -> None:
     )
 
     async def go() -> None:
-        job = asyncio.create_task(service.run_tasks(ids))
+        run = Run(service, ids)
+        job = asyncio.create_task(run.until_final())
         for _ in range(200):
             await asyncio.sleep(0.05)
             if service.task(ids[0])["state"] == "QUEUED" and service.task(ids[0])["executions"]:
                 break
-        await service.interrupt("interrupted")
+        await run.interrupt("interrupted")
         await job
 
     asyncio.run(asyncio.wait_for(go(), 30))
@@ -315,7 +318,8 @@ def test_secrets_never_reach_reasons_or_the_database(
     secret = "sk-ant-very-secret-value"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("FAKE_CLAUDE_MESSAGE", f"bad key {secret}")  # claude prints it on stderr
-    service.runner = Runner(service.config)  # as if claudomator had started with this environment
+    # as if claudomator had started with this environment
+    service.lifecycle.runner = Runner(service.config)
     (task,) = run(
         service,
         spec(
@@ -346,10 +350,11 @@ def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: 
     sub = svc.hub.subscribe()
 
     async def go() -> dict[str, Any]:
-        job = asyncio.create_task(svc.run_tasks(ids))
+        run = Run(svc, ids)
+        job = asyncio.create_task(run.until_final())
         while (event := await asyncio.wait_for(sub.get(), 20))["type"] != "pool.waiting":
             pass
-        await svc.interrupt("interrupted")
+        await run.interrupt("interrupted")
         await job
         return event
 

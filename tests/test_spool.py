@@ -9,7 +9,6 @@ import pytest
 from claudomator.config import load_config
 from claudomator.intake import Intake, confine
 from claudomator.mirror import desired_folder
-from claudomator.recovery import recover
 from claudomator.service import Claudomator
 from claudomator.spool import Spool, is_task_file_name, is_watched_path, with_suffix_number
 from claudomator.state import State
@@ -209,7 +208,7 @@ def test_repair_finishes_an_interrupted_claim(service: Claudomator) -> None:
     service.store.add_files([("F2", "inbox", "b.yaml", "F2-b.yaml")])
     # a file in queued/ the store never heard of
     (service.config.data_dir.root / "queued" / "c.yaml").write_text(TASK.format(name="c"))
-    recover(service, intake)
+    service.recovery.run(intake)
     names = sorted(t["name"] for t in service.reader.list_tasks())
     assert names == ["a", "b", "c"]
     root = service.config.data_dir.root

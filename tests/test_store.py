@@ -76,7 +76,7 @@ def test_new_database_is_private_and_versioned(database: Path | str, store: Stor
     if isinstance(database, Path):
         assert stat.S_IMODE(database.stat().st_mode) == 0o600
         assert raw(database, "PRAGMA journal_mode") == [("wal",)]
-    assert store.integrity_check() == "ok"
+        assert raw(database, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_add_tasks_records_rows_and_events_together(store: Store, reader: Reader) -> None:
@@ -118,7 +118,7 @@ def test_compare_and_set_gives_exactly_one_winner(
     assert (
         store.transition(tid, State.CANCELLED, expect=[State.QUEUED], reason="by hand") is not None
     )
-    assert store.start_execution(tid, tmp_path) is None  # lost the race: no execution row
+    assert store.claim(1, time.time(), tmp_path) == []  # lost the race: no execution row
     assert store.transition(tid, State.CANCELLED, expect=[State.QUEUED]) is None
     with pytest.raises(TransitionError):
         store.transition(tid, State.RUNNING, expect=[State.COMPLETED])
@@ -131,9 +131,7 @@ def test_cancel_racing_finish_yields_one_final_state(
     store: Store, reader: Reader, tmp_path: Path
 ) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    started = store.start_execution(tid, tmp_path)
-    assert started is not None
-    eid, ev, _ = started
+    [(eid, ev, _)] = store.claim(1, time.time(), tmp_path)
     assert ev["type"] == "task.started" and ev["attempts"] == 1
     cancelled = store.transition(tid, State.CANCELLED, expect=[State.RUNNING], reason="cancelled")
     assert cancelled is not None
@@ -148,7 +146,7 @@ def test_cancel_racing_finish_yields_one_final_state(
 
 def test_finish_then_retry_in_one_transaction(store: Store, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    eid, _, _ = store.start_execution(tid, tmp_path) or ("", {}, {})
+    [(eid, _, _)] = store.claim(1, time.time(), tmp_path)
     events = store.finish_execution(
         eid,
         tid,
@@ -215,7 +213,7 @@ def test_reader_lists_filters_and_masks(store: Store, reader: Reader) -> None:
 
 def test_reader_reads_executions_and_spend(store: Store, reader: Reader, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    eid, _, _ = store.start_execution(tid, tmp_path, owner_host="h", owner_pid=7) or ("", {}, {})
+    [(eid, _, _)] = store.claim(1, time.time(), tmp_path, owner_host="h", owner_pid=7)
     assert [r["execution_id"] for r in reader.running()] == [eid]
     store.request_cancel(tid)
     assert store.cancel_requested([tid]) == [tid]
@@ -251,7 +249,8 @@ def test_reader_on_missing_database_answers_empty(reader: Reader, database: Path
 
 
 def test_older_schema_is_upgraded(database: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from claudomator.store import db, schema
+    from claudomator.store import database as db
+    from claudomator.store import schema
 
     Store(database).close()
     # pretend the code moved on by one version with a migration that adds a column
@@ -287,11 +286,11 @@ from claudomator.store.db import Store, NewTask
 from claudomator.state import State
 s = Store(sys.argv[1])
 for i in range(int(sys.argv[2])):
-    (tid,), _ = s.add_tasks([NewTask(name=f'w{i}', spec_json='{}', priority='normal', priority_rank=1,
+    s.add_tasks([NewTask(name=f'w{i}', spec_json='{}', priority='normal', priority_rank=1,
         tags=[], depends_on=[], retry_json='{}', source='t', source_path='')])
-    started = s.start_execution(tid, __import__('pathlib').Path(sys.argv[3]))
-    if started:
-        s.finish_execution(started[0], tid, state=State.COMPLETED, reason='')
+    # another process's task, maybe: a claim takes the oldest queued one
+    for execution_id, event, _ in s.claim(1, time.time(), __import__('pathlib').Path(sys.argv[3])):
+        s.finish_execution(execution_id, event['task_id'], state=State.COMPLETED, reason='')
 """
 
 
@@ -340,15 +339,15 @@ from pathlib import Path
 from claudomator.store.db import Store
 s = Store(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[-1]) - time.time()))
-print("won" if s.start_execution(sys.argv[2], Path(sys.argv[3])) else "lost")
+print("won" if s.claim(1, time.time(), Path(sys.argv[3])) else "lost")
 """
 
 
 def test_dispatchers_racing_for_one_task_exactly_one_wins(
     store: Store, reader: Reader, database: Path | str, tmp_path: Path
 ) -> None:
-    """`pick` only reads: every dispatcher may pick the same task; the compare-and-set
-    QUEUED → RUNNING of `start_execution` is the claim, and exactly one wins it."""
+    """Every dispatcher may see the same task queued; the compare-and-set QUEUED → RUNNING in
+    the claim's UPDATE starts it, and exactly one wins it."""
     (tid,), _ = store.add_tasks([new_task()])
     outs = processes(STARTER, str(database), tid, str(tmp_path), n=8)
     assert sorted(o.strip() for o in outs) == ["lost"] * 7 + ["won"]

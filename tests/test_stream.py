@@ -1,4 +1,5 @@
-"""stream.py: claude's stream-json lines -> what the execution did -> its final state."""
+"""stream, outcome, transcript: claude's stream-json lines -> what the execution did -> its
+final state; and the same lines for people."""
 
 from __future__ import annotations
 
@@ -11,17 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claudomator.outcome import REASON_MAX, Ending, decide
 from claudomator.state import State
-from claudomator.stream import (
-    FAST_SKIP_BYTES,
-    REASON_MAX,
-    Ending,
-    Progress,
-    StreamState,
-    decide,
-    feed,
-    render,
-)
+from claudomator.stream import FAST_SKIP_BYTES, Progress, StreamState, feed
+from claudomator.transcript import render
 
 SAMPLE = Path(__file__).parent / "data" / "sample-stream.jsonl"
 SESSION = "1044c6d1-0182-4204-9764-ee1c4b119c8d"
@@ -115,12 +109,6 @@ DECIDE = [
     ),
     row("cancel, no result", end(killed="cancel", exit_code=143), S.CANCELLED, "cancelled"),
     row("cancel after SIGINT printed cost", end(SIGINT, killed="cancel"), S.CANCELLED, "cancelled"),
-    row(
-        "runner's budget guard",
-        end(killed="budget", budget=1.0, estimated_cost_usd=1.03, exit_code=-9),
-        S.BUDGET_EXCEEDED,
-        "budget $1.00 reached (estimated $1.0300)",
-    ),
     row(
         "error_max_budget_usd",
         end(BUDGET_HIT, budget=0.01),

@@ -3,7 +3,7 @@
     {"error": {"code": "not_found", "message": "no task with id 'x'", "details": []}}
 
 Every answer that is not a success has it: Litestar's own (bad parameters, 404 routes, 405, 413),
-claudomator's errors (404, 409, 422 with every field error), the front door's (400, 401, 403)
+claudomator's errors (404, 409, 422 with every field error), access control's (400, 401, 403)
 and anything unexpected (500, logged, never with its text).
 """
 

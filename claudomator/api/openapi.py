@@ -1,6 +1,6 @@
 """What the OpenAPI schema needs beyond what Litestar reads from the handlers' signatures: the
 body of `POST /api/tasks` is the task-file schema (`claudomator schema`), as JSON or YAML, and
-`GET /api/health` needs no token."""
+`GET /api/health` needs no token; `OpenAPIJson` serves openapi.json completed so."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import copy
 import functools
 import json
 from typing import Any
+
+from litestar import Request
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from claudomator.task import json_schema
 
@@ -43,3 +46,18 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     if health is not None:
         health["security"] = []
     return done
+
+
+class OpenAPIJson(JsonRenderPlugin):
+    """openapi.json with what Litestar cannot say from a handler's signature (the task body)."""
+
+    _done: tuple[dict[str, Any], bytes] | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._done is None or self._done[0] is not openapi_schema:  # Litestar caches it
+            text = self.render_json(request, complete_openapi(openapi_schema))
+            self._done = (openapi_schema, text)
+        return self._done[1]
+
+
+__all__ = ["OpenAPIJson", "complete_openapi"]

@@ -1,6 +1,6 @@
 """The web page: `/` and its files under `/ui/`, shipped in the package (`static/`), no build step.
 
-They are public (the front door lets them through without a token): they hold no data, and the
+They are public (access control lets them through without a token): they hold no data, and the
 page asks for a token before its first API call when the server needs one.
 """
 

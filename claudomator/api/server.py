@@ -1,4 +1,4 @@
-"""`Api`: the app and its uvicorn server, on the loop the pool runs on (`Claudomator.serve(also=)`).
+"""`Api`: the app and its uvicorn server, on the loop the pool runs on (`ServeLoop.run(also)`).
 
 Everything that can refuse happens in the constructor, before the pool starts: auth needs a token
 off loopback, and the socket is bound here (so "address in use" is a clear error, and tests can
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import structlog
 import uvicorn
 
+from claudomator.api.access import auth_required, is_loopback
 from claudomator.api.app import create_app
-from claudomator.api.door import auth_required, is_loopback
-from claudomator.api.feed import Feed
+from claudomator.api.ws_feed import Feed
 from claudomator.errors import ClaudomatorError, ConfigError
 from claudomator.metrics import Metrics
 from claudomator.token import Tokens
@@ -91,9 +91,7 @@ class Api:
         self.sock = sock if sock is not None else bind(config.server_host, config.server_port)
         self.metrics = Metrics(
             config.database,
-            lambda: service.reader.status(
-                daily_budget_usd=config.daily_budget_usd, slots=service.pool.slots
-            ),
+            service.status,
             notify_stats=(lambda: notifier.stats) if notifier is not None else None,
         )
         self.feed = Feed(

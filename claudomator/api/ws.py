@@ -1,4 +1,4 @@
-"""`/api/ws`: the WebSocket handler. The feed (claudomator.api.feed) decides what each client gets;
+"""`/api/ws`: the WebSocket handler. The feed (`ws_feed`) decides what each client gets;
 this holds one connection: refuse a bad `after`, send until the client leaves or overflows."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.params import FromQuery
 
-from claudomator.api.door import deny_websocket
-from claudomator.api.feed import Feed, stream
+from claudomator.api.access import POLICY_VIOLATION, deny_websocket
+from claudomator.api.ws_feed import Feed, stream
 from claudomator.metrics import Metrics
 
 
@@ -50,7 +50,7 @@ async def events(
         results = await asyncio.gather(sender, receiver, return_exceptions=True)
     if results[0] == "overflow":
         with contextlib.suppress(Exception):
-            await socket.close(code=1008, reason="too far behind")
+            await socket.close(code=POLICY_VIOLATION, reason="too far behind")
 
 
 async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:

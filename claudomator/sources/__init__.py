@@ -1,1 +1,3 @@
-"""Where task files come from: the inbox (watched with watchfiles) and, later, git checkouts."""
+"""Where task files come from: the inbox (`inbox`) and git checkouts (`git` and its `git*`
+parts), both watched through the one watchfiles setup in `watch`, the only watchfiles import.
+Sources call nothing above them but the callables they are handed (`links.Hooks`)."""

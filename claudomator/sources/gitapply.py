@@ -1,68 +1,33 @@
 """What a git source's commits do to the spool and the store: new versions offered to the intake,
 not-started tasks withdrawn, renamed files followed, refused versions put in `rejected/`. No git
-here (`git.py` reads the checkout; `gitplan.py` decides)."""
+here (`gitpass` reads the commits; `gitplan` decides); the calls upward are the `Hooks`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import structlog
 
-from claudomator.config import Config
 from claudomator.ids import new_id
 from claudomator.sources.gitplan import Action, Commit, Follow, Offer, Reject, Withdraw
-from claudomator.spool import Spool
+from claudomator.sources.links import Links
 from claudomator.state import State
-
-if TYPE_CHECKING:
-    from claudomator.store.db import Event, Store
 
 log = structlog.get_logger("claudomator.sources.git")
 
 NOT_STARTED = (State.PENDING, State.QUEUED)
 
 
-class IntakeLike(Protocol):
-    """What a source needs of the intake (structural: adapters import nothing above them)."""
-
-    spool: Spool
-    base_dirs: dict[str, Path]
-
-    def offer_bytes(
-        self,
-        source: str,
-        rel: str,
-        data: bytes,
-        *,
-        provenance: dict[str, Any],
-        base_dir: Path,
-        version: tuple[str, str],
-    ) -> bool: ...
-
-
-class ServiceLike(Protocol):
-    """What a source needs of the service."""
-
-    config: Config
-    store: Store
-
-    def cancel_if(self, task_id: str, expect: list[State], reason: str) -> bool: ...
-
-    def publish(self, events: Iterable[Event]) -> None: ...
-
-
 class Applier:
     """Carries out one source's actions. `earlier` (per pass) names the files from before it."""
 
-    def __init__(
-        self, name: str, root: Path, service: ServiceLike, intake: IntakeLike, max_bytes: int
-    ) -> None:
+    def __init__(self, name: str, root: Path, links: Links, max_bytes: int) -> None:
         self.name, self.key, self.root = name, "@" + name, root
-        self.service, self.intake, self.store = service, intake, service.store
+        self.store, self.spool, self.hooks = links.store, links.spool, links.hooks
         self.max_bytes = max_bytes
 
     async def apply(
@@ -104,7 +69,7 @@ class Applier:
                     reason = f"{size} bytes, more than intake.max_file_bytes ({self.max_bytes})"
                     self.reject(commit, Reject(action.rel, action.path, action.blob, reason), data)
                     continue
-                offered += self.intake.offer_bytes(
+                offered += self.hooks.offer(
                     self.name,
                     action.rel,
                     data,
@@ -118,13 +83,13 @@ class Applier:
         for task in self.store.file_tasks(row["id"]):
             state = State(task["state"])
             if state in NOT_STARTED:
-                self.service.cancel_if(task["id"], [state], reason)
+                self.hooks.cancel_if(task["id"], [state], reason)
 
     def _follow(self, row: dict[str, Any], new_rel: str) -> None:
         """A renamed task file: its tasks and its spool copy follow the new path."""
         self.store.set_source_path(row["id"], new_rel)
         folder = row["folder"]
-        placed = self.intake.spool.move(folder, row["name"], folder, f"{self.key}/{new_rel}")
+        placed = self.spool.move(folder, row["name"], folder, f"{self.key}/{new_rel}")
         if placed is not None:
             self.store.set_file(row["id"], name=placed)
         log.info("source.renamed", source=self.name, file=row["rel_path"], to=new_rel)
@@ -133,7 +98,7 @@ class Applier:
         """A version that never runs: its copy goes to `rejected/@name/<rel>` with the reason.
         The version is claimed and its file row says `rejected` before any copy is staged, so a
         crash at any point may lose the copy but never lets the intake's repair run it."""
-        spool, store = self.intake.spool, self.store
+        spool, store = self.spool, self.store
         file_id = new_id()
         staged_name = f"{file_id}-{Path(action.rel).name}"
         provenance = commit.provenance(self.name, action.path, action.blob)
@@ -151,7 +116,7 @@ class Applier:
             store.set_file(file_id, name=placed)
         spool.write_beside("rejected", placed, ".error", error + "\n")
         log.warning("intake.rejected", file=f"{self.key}/{action.rel}", reason=error)
-        self.service.publish(events)
+        self.hooks.publish(events)
         return True
 
 

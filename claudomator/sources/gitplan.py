@@ -1,15 +1,15 @@
 """What git says, parsed, and what a commit asks for: pure functions over git's output, tested
-with tables. `git.py` runs git and carries the actions out."""
+with tables. `gitcmd` runs git, `gitpass` reads a branch's new commits, `gitapply` carries the
+actions out. Which file names are task files is the caller's rule (the spool's), passed in."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from claudomator.errors import ClaudomatorError
-from claudomator.spool import is_watched_path
 
 REGULAR_MODES = ("100644", "100755")
 LINK_MODE = "120000"
@@ -171,25 +171,28 @@ def parse_tree(data: bytes) -> list[Change]:
     return out
 
 
-def task_rel(path: str, subdir: str) -> str | None:
-    """The spool path of a repository path: below `subdir`, a task-file name, no hidden folder;
-    None for every other path."""
+def task_rel(path: str, subdir: str, watched: Callable[[str], bool]) -> str | None:
+    """The spool path of a repository path: below `subdir`, and one that `watched` takes (the
+    spool's `is_watched_path`: a task-file name, no hidden folder); None for every other path."""
     if subdir:
         if not path.startswith(subdir + "/"):
             return None
         path = path[len(subdir) + 1 :]
-    return path if is_watched_path(path) else None
+    return path if watched(path) else None
 
 
-def plan(changes: Sequence[Change], subdir: str, commit: str) -> list[Action]:
-    """What one commit's changes ask for. Withdrawals and renames come first, so that a version
-    added by the same commit at a path just vacated is never caught by them."""
+def plan(
+    changes: Sequence[Change], subdir: str, commit: str, watched: Callable[[str], bool]
+) -> list[Action]:
+    """What one commit's changes ask for, for the paths `task_rel` takes. Withdrawals and renames
+    come first, so that a version added by the same commit at a path just vacated is never
+    caught by them."""
     first: list[Action] = []
     then: list[Action] = []
     readable = (*REGULAR_MODES, LINK_MODE)
     for c in changes:
-        old = task_rel(c.old_path, subdir) if c.status in "DMRT" else None
-        new = task_rel(c.new_path, subdir) if c.status in "AMRT" else None
+        old = task_rel(c.old_path, subdir, watched) if c.status in "DMRT" else None
+        new = task_rel(c.new_path, subdir, watched) if c.status in "AMRT" else None
         if old and old == new and c.old_blob == c.new_blob:
             continue  # a mode change: not a new version
         pure = c.status == "R" and c.old_blob == c.new_blob

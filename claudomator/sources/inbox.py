@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from watchfiles import Change, awatch
+
+from claudomator.sources.watch import Change, Watching, changes
 
 log = structlog.get_logger("claudomator.sources.inbox")
 
@@ -33,9 +34,7 @@ class InboxWatcher:
         self.inbox, self.folders = inbox, folders
         self.on_files, self.on_deleted, self.sweep = on_files, on_deleted, sweep
         self.sweep_interval_s = sweep_interval_s
-        self.debounce_ms = max(1, round(debounce_s * 1000))
-        self.step_ms = max(1, round(step_s * 1000))
-        self.poll = poll
+        self.watching = Watching.of(debounce_s, step_s, poll)
 
     async def run(self, stop: asyncio.Event) -> None:
         sweeper = asyncio.create_task(self._sweep_periodically(stop), name="inbox:sweep")
@@ -59,21 +58,11 @@ class InboxWatcher:
     async def _watch(self, stop: asyncio.Event) -> None:
         inbox = str(self.inbox)
         folders = {name: str(path) + os.sep for name, path in self.folders.items()}
-        async for changes in awatch(
-            inbox,
-            *self.folders.values(),
-            watch_filter=None,
-            debounce=self.debounce_ms,
-            step=self.step_ms,
-            stop_event=stop,
-            force_polling=self.poll,
-            poll_delay_ms=max(self.step_ms, 100),
-            rust_timeout=1000,
-            recursive=True,
-        ):
+        paths: list[str | Path] = [inbox, *self.folders.values()]
+        async for batch in changes(paths, self.watching, stop, recursive=True):
             found: list[str] = []
             deleted: dict[str, list[str]] = {}
-            for change, path in changes:
+            for change, path in batch:
                 if path.startswith(inbox + os.sep):
                     if change is not Change.deleted:
                         found.append(path[len(inbox) + 1 :])

@@ -1,28 +1,25 @@
-"""The spool's records (`files`: where each task file stands, per node) and each node's progress
-on its git sources (`sources`, `git_versions`): the part of the store the intake and the sources
-use. A mixin of `Store`, whose transactions it writes in."""
+"""The files table: where each task file of a node's spool stands (staging, queued, running, done,
+rejected), recorded before the claim that moves it and changed with its tasks' states, so that the
+folders mirror the store (`claudomator.mirror`) and a crash between the two is repaired at start.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, func, insert, select, update
 
+from claudomator.events import Event
 from claudomator.state import FINAL_STATES, State
-from claudomator.store.reader import source_key
-from claudomator.store.schema import EXECUTIONS, FILES, GIT_VERSIONS, SOURCES, TASKS
+from claudomator.store.schema import EXECUTIONS, FILES, TASKS
+from claudomator.store.sources import record_version
+from claudomator.store.tasks import NewTask, Tasks
 
 
-class SpoolRecords:
-    engine: Engine
-    node: str  # the node whose spool the records are
-
-    def _begin(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError  # Store's write transaction
+class Files(Tasks):
+    """The part of `Store` that records the spool's files (the intake, the mirror, the sources)."""
 
     def add_files(
         self,
@@ -32,29 +29,14 @@ class SpoolRecords:
         version: tuple[str, str, str, str] | None = None,
     ) -> bool:
         """Record claims about to happen: (file id, source, relative path, staged name). With
-        `version` (source, path, blob, commit) — a git source's copy — the version is claimed in
-        the same transaction: False, and nothing recorded, when it was ever claimed before."""
+        `version` (source, path, blob, commit) — a git source's copy — the version is recorded in
+        the same transaction: False, and nothing recorded, when it was ever recorded before."""
         if not files:
             return True
         now = time.time()
-        with self._begin() as conn:
-            if version is not None:
-                source, path, blob, commit = version
-                seen = conn.execute(
-                    select(GIT_VERSIONS.c.blob).where(
-                        GIT_VERSIONS.c.source == source,
-                        GIT_VERSIONS.c.path == path,
-                        GIT_VERSIONS.c.blob == blob,
-                    )
-                ).first()
-                if seen is not None:
-                    return False
-                conn.execute(
-                    insert(GIT_VERSIONS).values(
-                        source=source, path=path, blob=blob, commit=commit,
-                        file_id=files[0][0], created_at=now,
-                    )
-                )  # fmt: skip
+        with self.begin() as conn:
+            if version is not None and not record_version(conn, version, files[0][0], now):
+                return False
             conn.execute(
                 insert(FILES),
                 [
@@ -69,11 +51,41 @@ class SpoolRecords:
     def drop_files(self, file_ids: Sequence[str]) -> None:
         """Forget claims that did not happen (the file was gone)."""
         if file_ids:
-            with self._begin() as conn:
+            with self.begin() as conn:
                 conn.execute(FILES.delete().where(FILES.c.id.in_(list(file_ids))))
 
+    def ingest(
+        self,
+        entries: Sequence[tuple[str, Sequence[NewTask], str, str, str]],
+        fingerprints: dict[str, str] | None = None,
+    ) -> tuple[dict[str, list[str]], list[Event]]:
+        """For each claimed file (file id, tasks, folder, name, error), in one transaction: its
+        tasks recorded and the file's place (queued/ when valid, rejected/ with the error) and
+        fingerprint (see `mirror.fingerprint`)."""
+        out: dict[str, list[str]] = {}
+        events: list[Event] = []
+        now = time.time()
+        with self.begin() as conn:
+            for file_id, tasks, folder, name, error in entries:
+                if tasks:
+                    ids, evs = self._insert_tasks(conn, tasks, file_id)
+                    out[file_id] = ids
+                    events += evs
+                conn.execute(
+                    _PLACE_FILE,
+                    {
+                        "p_id": file_id,
+                        "folder": folder,
+                        "name": name,
+                        "error": error,
+                        "fingerprint": (fingerprints or {}).get(file_id, ""),
+                        "updated_at": now,
+                    },
+                )
+        return out, events
+
     def set_file(self, file_id: str, **values: Any) -> None:
-        with self._begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 update(FILES).where(FILES.c.id == file_id).values(updated_at=time.time(), **values)
             )
@@ -90,39 +102,38 @@ class SpoolRecords:
     ) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
         """This node's files in `folders` (or only `file_ids`): each one's folder, its name
         there, and its tasks' (state, attempts); one query, no execution read."""
-        query = (
-            select(FILES.c.id, FILES.c.folder, FILES.c.name, TASKS.c.state, TASKS.c.attempts)
-            .join(TASKS, TASKS.c.file_id == FILES.c.id)
-            .where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
-        )
+        query = _TASK_STATES.where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
         if isinstance(file_ids, str):
             query = query.where(FILES.c.id == file_ids)
         elif file_ids is not None:
             query = query.where(FILES.c.id.in_(list(file_ids)))
+        return self._task_states(query)
+
+    def files_to_follow(self) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
+        """As `file_task_states`, for the files that may have to move: those in queued/ and
+        running/, and those in done/ with a task that is not final (a retry); one query."""
+        file, task = FILES.alias("reopened"), TASKS.alias("open_task")
+        reopened = (
+            select(file.c.id)
+            .join(task, task.c.file_id == file.c.id)
+            .where(
+                file.c.node == self.node,
+                file.c.folder == "done",
+                task.c.state.in_([s.value for s in State if s not in FINAL_STATES]),
+            )
+        )
+        query = _TASK_STATES.where(
+            FILES.c.node == self.node,
+            FILES.c.folder.in_(("queued", "running")) | FILES.c.id.in_(reopened),
+        )
+        return self._task_states(query)
+
+    def _task_states(self, query: Any) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
         out: dict[str, tuple[str, str, list[tuple[State, int]]]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(query):
                 entry = out.setdefault(r.id, (r.folder, r.name, []))
                 entry[2].append((State(r.state), r.attempts))
-        return out
-
-    def files_to_follow(self) -> dict[str, tuple[str, str, list[tuple[State, int]]]]:
-        """As `file_task_states`, for the files that may have to move: those in queued/ and
-        running/, and those in done/ with a task that is not final (a retry)."""
-        reopened = (
-            select(FILES.c.id)
-            .join(TASKS, TASKS.c.file_id == FILES.c.id)
-            .where(
-                FILES.c.node == self.node,
-                FILES.c.folder == "done",
-                TASKS.c.state.in_([s.value for s in State if s not in FINAL_STATES]),
-            )
-        )
-        with self.engine.connect() as conn:
-            ids = list(conn.execute(reopened).scalars())
-        out = self.file_task_states(("queued", "running"))
-        if ids:
-            out.update(self.file_task_states(("done",), ids))
         return out
 
     def done_files(self) -> dict[str, tuple[str, float, float]]:
@@ -171,43 +182,17 @@ class SpoolRecords:
                 t["executions"] = by_task[t["id"]]
             return tasks
 
-    # -- sources ---------------------------------------------------------------------------------
-
-    def source_state(self, name: str) -> dict[str, Any] | None:
-        """This node's progress on source `name`: each node walks its own checkout (every version
-        is still ingested once cluster-wide, see `add_files`). A row from before nodes existed,
-        keyed by the name alone, is the starting point of the node that first reads it."""
-        key = source_key(name, self.node)
-        with self.engine.connect() as conn:
-            rows = {
-                r["name"]: dict(r)
-                for r in conn.execute(select(SOURCES).where(SOURCES.c.name.in_([key, name])))
-                .mappings()
-                .all()
-            }
-        row = rows.get(key) or rows.get(name)
-        return {**row, "name": name} if row else None
-
-    def set_source_state(self, name: str, kind: str, **values: Any) -> None:
-        key = source_key(name, self.node)
-        with self._begin() as conn:
-            now = time.time()
-            updated = conn.execute(
-                update(SOURCES).where(SOURCES.c.name == key).values(updated_at=now, **values)
-            )
-            if updated.rowcount == 0:
-                legacy = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).mappings()
-                start = {k: v for k, v in (legacy.first() or {}).items() if k in ("last_commit",)}
-                conn.execute(
-                    insert(SOURCES).values(
-                        **{**start, "name": key, "kind": kind, "updated_at": now, **values}
-                    )
-                )
-
     def set_source_path(self, file_id: str, source_path: str) -> None:
         """A renamed task file: its tasks and file row follow the new path."""
-        with self._begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 update(TASKS).where(TASKS.c.file_id == file_id).values(source_path=source_path)
             )
             conn.execute(update(FILES).where(FILES.c.id == file_id).values(rel_path=source_path))
+
+
+_PLACE_FILE = update(FILES).where(FILES.c.id == bindparam("p_id"))
+# each file's folder and name, with its tasks' states and attempts: one row per task
+_TASK_STATES = select(
+    FILES.c.id, FILES.c.folder, FILES.c.name, TASKS.c.state, TASKS.c.attempts
+).join(TASKS, TASKS.c.file_id == FILES.c.id)

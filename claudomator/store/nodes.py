@@ -1,8 +1,10 @@
 """The nodes table: who executes tasks, their leases, and the executions of nodes found lost.
 
-Every statement judges time by the database's clock (`Store.now_sql`), so nodes whose own clocks
-differ still agree on whose lease has expired. Marking a node lost is a compare-and-set on its
-row: of several nodes noticing at once, one wins and writes the `node.lost` event.
+Every statement judges time by the database's clock (`Database.now_sql`), so nodes whose own
+clocks differ still agree on whose lease has expired (`lease_expired`, which a claim also checks).
+Marking a node lost is a compare-and-set on its row: of several nodes noticing at once, one wins
+and writes the `node.lost` event. `Nodes` is a part apart from `Store`, over the database's public
+face: its write transaction, its engine and its clock.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from claudomator.events import Event
 from claudomator.state import State
-from claudomator.store.db import Event, Store
+from claudomator.store.database import Database
+from claudomator.store.events import write_event
 from claudomator.store.schema import EXECUTIONS, FILES, NODES, TASKS
 
 UP, STOPPED, LOST = "up", "stopped", "lost"
 
 
+def lease_expired(now: Any) -> Any:
+    """Whether a node's lease has run out by `now` (the database's clock, as SQL)."""
+    return NODES.c.heartbeat_at + NODES.c.lease_s < now
+
+
 class Nodes:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
         now = store.now_sql
-        self._expired = NODES.c.heartbeat_at + NODES.c.lease_s < now
+        self._expired = lease_expired(now)
         self._now = now
 
     def clock(self) -> float:
@@ -38,7 +47,7 @@ class Nodes:
     def register(self, node_id: str, **fields: Any) -> Event:
         """This process is node `node_id` now (state up, a fresh lease); the caller decided it may
         take the id (see `node.may_take`)."""
-        with self.store._begin() as conn:
+        with self.store.begin() as conn:
             values = {
                 **fields,
                 "state": UP,
@@ -50,12 +59,12 @@ class Nodes:
                 update(NODES).where(NODES.c.id == node_id).values(**values)
             ).rowcount:
                 conn.execute(insert(NODES).values(id=node_id, **values))
-            return self.store._event(conn, "node.up", node=node_id, kind=fields.get("kind", ""))
+            return write_event(conn, "node.up", node=node_id, kind=fields.get("kind", ""))
 
     def heartbeat(self, node_id: str, pid: int, process_started: float) -> bool:
         """Renew the lease; False when this process no longer holds it (marked lost, or the id
         was taken over by another process)."""
-        with self.store._begin() as conn:
+        with self.store.begin() as conn:
             result = conn.execute(
                 update(NODES)
                 .where(
@@ -71,7 +80,7 @@ class Nodes:
     def stop(self, node_id: str, pid: int) -> Event | None:
         """A clean exit: a `serve` node's row stays (stopped); a `run`'s row goes (each `run` is
         a node of its own only while it runs)."""
-        with self.store._begin() as conn:
+        with self.store.begin() as conn:
             mine = (NODES.c.id == node_id, NODES.c.state == UP, NODES.c.pid == pid)
             kind = conn.execute(select(NODES.c.kind).where(*mine)).scalar()
             if kind is None:
@@ -80,7 +89,7 @@ class Nodes:
                 conn.execute(NODES.delete().where(*mine))
             else:
                 conn.execute(update(NODES).where(*mine).values(state=STOPPED, stopped_at=self._now))
-            return self.store._event(conn, "node.stopped", node=node_id, kind=kind)
+            return write_event(conn, "node.stopped", node=node_id, kind=kind)
 
     def expired(self) -> tuple[list[str], bool]:
         """Nodes still marked up whose lease has run out, and whether any node is lost: one
@@ -95,7 +104,7 @@ class Nodes:
 
     def mark_lost(self, node_id: str) -> Event | None:
         """Up → lost, only if its lease is still expired (it may have just renewed it)."""
-        with self.store._begin() as conn:
+        with self.store.begin() as conn:
             row = conn.execute(
                 update(NODES)
                 .where(NODES.c.id == node_id, NODES.c.state == UP, self._expired)
@@ -104,7 +113,7 @@ class Nodes:
             ).first()
             if row is None:
                 return None
-            return self.store._event(
+            return write_event(
                 conn,
                 "node.lost",
                 node=node_id,
@@ -146,5 +155,5 @@ class Nodes:
 
     def adopt_files(self, node_id: str) -> None:
         """Spool records written before nodes existed belong to the first node of the data dir."""
-        with self.store._begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(update(FILES).where(FILES.c.node == "").values(node=node_id))

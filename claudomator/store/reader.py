@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from claudomator.config import is_postgresql_url, mask_url
+from claudomator.config_values import is_postgresql_url, mask_url
 from claudomator.errors import StoreError
 from claudomator.store.rows import (
     EXECUTION_COLUMNS,
@@ -26,10 +26,16 @@ from claudomator.store.rows import (
     node_json,
     task_json,
 )
+from claudomator.store.sql import (
+    POOL_STATE,
+    SCHEMA_VERSION,
+    STORED_VERSION,
+    clock,
+    pool_state_from,
+    task_cost,
+)
 
-# the schema this reader reads (store.schema.SCHEMA_VERSION; a test keeps them equal)
-SCHEMA_VERSION = 3
-_COST = "(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = t.id)"
+_COST = task_cost("t")
 
 
 def source_key(name: str, node: str) -> str:
@@ -226,10 +232,8 @@ class Reader:
         }
 
     def pool_state(self) -> dict[str, Any]:
-        import json
-
-        rows = self._rows("SELECT value FROM meta WHERE key = 'pool'")
-        return dict(json.loads(rows[0]["value"])) if rows else {}
+        rows = self._rows(POOL_STATE)
+        return pool_state_from(rows[0]["value"] if rows else None)
 
     def name_exists(self, name: str) -> bool:
         return bool(self._rows("SELECT 1 FROM tasks WHERE name = ? LIMIT 1", [name]))
@@ -259,14 +263,15 @@ class Reader:
 
     def outdated(self) -> bool:
         """Whether the database has an older schema than this reader reads (migrate it first)."""
-        rows = self._rows("SELECT value FROM meta WHERE key = 'schema_version'")
+        rows = self._rows(STORED_VERSION)
         return bool(rows) and int(rows[0]["value"]) < SCHEMA_VERSION
 
     def clock(self) -> float:
-        """The database's time: leases are judged by it (the hosts' clocks may differ)."""
+        """The database's time: leases are judged by it (the hosts' clocks may differ). A SQLite
+        file's clock is this host's: no query."""
         if not self.postgresql:
             return time.time()
-        rows = self._rows("SELECT extract(epoch from clock_timestamp()) AS now")
+        rows = self._rows(f"SELECT {clock(True)} AS now")
         return float(rows[0]["now"]) if rows else time.time()
 
     def nodes(self, running: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:

@@ -1,10 +1,10 @@
 """Other nodes' events, as they commit: LISTEN on PostgreSQL.
 
 Every write transaction that wrote events ends with a NOTIFY `'<node> <first> <last>'` on the
-store's channel (`Store._begin`); PostgreSQL delivers it at commit. The relay reads those events (ids `first` to
-`last`) and hands them on, unless this node wrote them (its hub has them already). A dropped
-connection is retried every second; what was said meanwhile is not replayed here (the WebSocket
-feed reads gaps from the table, and the intake's sweep re-syncs its folders).
+store's channel (`Database.begin`); PostgreSQL delivers it at commit. The relay reads those events
+(ids `first` to `last`) and hands them on, unless this node wrote them (its hub has them
+already). A dropped connection is retried every second; what was said meanwhile is not replayed
+here (the WebSocket feed reads gaps from the table, and the intake's sweep re-syncs its folders).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+from claudomator.store.sql import SCHEMA_VERSION as SCHEMA_VERSION  # declared there for the reader
 
 
 class TaskRow(SQLModel, table=True):
@@ -208,3 +208,5 @@ DEPENDENCIES: Table = SQLModel.metadata.tables[DependencyRow.__tablename__]
 GIT_VERSIONS: Table = SQLModel.metadata.tables[GitVersionRow.__tablename__]
 SOURCES: Table = SQLModel.metadata.tables[SourceRow.__tablename__]
 NODES: Table = SQLModel.metadata.tables[NodeRow.__tablename__]
+# what a new database is made of
+TABLES = [TASKS, EXECUTIONS, EVENTS, META, FILES, DEPENDENCIES, GIT_VERSIONS, SOURCES, NODES]

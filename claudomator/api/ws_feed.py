@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import structlog
 
 from claudomator.events import Event, Hub
 from claudomator.secret import scrub_bytes, secret_values
-from claudomator.store.reader import Reader
 
 log = structlog.get_logger("claudomator.api")
 
@@ -34,9 +34,14 @@ PAGE = 500
 POLL_S = 1.0
 QUIET_S = 0.5  # the poll leaves events this young to the hub, which publishes right after commit
 CLOSE = ""  # queue sentinel: the client is done
-OVERFLOW_CODE = 1008  # policy violation: the client did not keep up
 
 _encode = msgspec.json.Encoder().encode
+
+
+class EventLog(Protocol):
+    """The events table, read in id order (the store's `Reader`)."""
+
+    def events_after(self, after: int, limit: int = ...) -> Iterable[Event]: ...
 
 
 @dataclass(eq=False)
@@ -58,7 +63,7 @@ class Feed:
     def __init__(
         self,
         hub: Hub,
-        reader: Reader,
+        reader: EventLog,
         *,
         buffer: int = 1000,
         on_overflow: Callable[[], None] | None = None,
@@ -192,7 +197,7 @@ class Feed:
             client.sent_id = page[-1]["id"]  # nothing for this client in that page: skip it
 
 
-def last_event_id(reader: Reader) -> int:
+def last_event_id(reader: EventLog) -> int:
     """The newest event id in the table (0 when none).
 
     TODO(store): `Reader.last_event_id()` (asked for) is one `SELECT MAX(id)`; until it exists

@@ -1,4 +1,4 @@
-"""The front door: every request and WebSocket passes here before routing (unknown paths too).
+"""Access control: every request and WebSocket passes here before routing (unknown paths too).
 
 Three checks, in this order, each answered in the API's one error shape:
 
@@ -41,6 +41,9 @@ READING_POSTS = frozenset({"/api/validate"})
 OPEN_PATHS = frozenset({"/api/health", "/"})
 OPEN_PAGE = "/ui/"  # the web page's static files: they hold no data, the page asks for a token
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# The WebSocket close code for a policy violation: a refused handshake (when the server cannot
+# answer it with HTTP), and a client closed because it fell too far behind.
+POLICY_VIOLATION = 1008
 
 
 def is_loopback(host: str) -> bool:
@@ -119,7 +122,7 @@ def origin_allowed(origin: str, host: str, allowed: frozenset[str]) -> bool:
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host.lower()
 
 
-class Door:
+class AccessControl:
     """An ASGI wrapper around the Litestar router; see the module docstring."""
 
     def __init__(
@@ -230,5 +233,9 @@ async def deny_websocket(
         await send(start)
         await send(body)
     else:
-        close: WebSocketCloseEvent = {"type": "websocket.close", "code": 1008, "reason": code}
+        close: WebSocketCloseEvent = {
+            "type": "websocket.close",
+            "code": POLICY_VIOLATION,
+            "reason": code,
+        }
         await send(close)

@@ -1,0 +1,13 @@
+"""The `claudomator` command (`claudomator.cli:main`).
+
+- `commands`: the click commands, one-call adapters over the service, and the one error map;
+- `render`: how they show tables, tasks, status, nodes, sources, `run`'s progress and logs.
+
+The only package that imports click.
+"""
+
+from __future__ import annotations
+
+from claudomator.cli.commands import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,199 @@
+"""Config values as TOML or the environment give them, checked and made typed.
+
+Each parser takes what config.toml (a TOML value) or the environment (a string) holds and
+returns the typed value, or raises ValueError with a reason fit to follow "where: key: ". The
+config keys, `[[notify]]` and `[[sources]]` share them, and `tables` and `did_you_mean`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from claudomator.errors import ConfigError
+
+
+def positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise ValueError(f"{value!r} must be at least 1")
+    return number
+
+
+def port(value: object) -> int:
+    number = positive_int(value)
+    if number > 65535:
+        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
+    return number
+
+
+def text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def count(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a whole number >= 0")
+    return value
+
+
+def paths(value: object) -> tuple[str, ...]:
+    """Absolute folders, from a TOML array or a colon-separated string (environment)."""
+    if isinstance(value, str):
+        value = [p for p in value.split(":") if p]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{value!r} is not a list of folders")
+    found = tuple(os.path.expanduser(v) for v in value)
+    for path in found:
+        if not os.path.isabs(path):
+            raise ValueError(f"{path!r} is not an absolute path")
+    return found
+
+
+def money(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an amount")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not an amount in USD") from None
+    if number < 0 or number != number:
+        raise ValueError(f"{value!r} must be 0 (no limit) or more")
+    return number
+
+
+NUMBERS: tuple[Callable[[object], Any], ...] = (positive_int, port, money, count)
+"""The parsers of numbers: a value for them from the environment is stripped first."""
+
+POSTGRESQL_SCHEMES = ("postgresql+psycopg://", "postgresql://")
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """A database URL fit to show: its password (in the authority or the query) masked."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+
+
+def is_postgresql_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRESQL_SCHEMES)
+
+
+def database_url(value: object) -> str:
+    """ "" (SQLite in the data dir) or a PostgreSQL URL; the password never shown in errors."""
+    url = text(value).strip()
+    if url and not is_postgresql_url(url):
+        raise ValueError(
+            f"{mask_url(url)!r} is not a PostgreSQL URL (postgresql+psycopg://user@host:5432/db); "
+            "leave it empty for SQLite in the data dir"
+        )
+    return url
+
+
+def choice(*choices: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def names(value: object) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated string (environment)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise ValueError(f"{value!r} is not a list of strings")
+
+
+def hosts(value: object) -> tuple[str, ...]:
+    found = names(value)
+    for host in found:
+        if host != "*" and (not host.strip("*.") or any(c in host for c in "/:@ ")):
+            raise ValueError(f"{host!r} is not a host name (e.g. example.com, *.example.com)")
+    return found
+
+
+def origins(value: object) -> tuple[str, ...]:
+    found = names(value)
+    for origin in found:
+        if not _is_origin(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://example.com:8443")
+    return tuple(o.rstrip("/").lower() for o in found)
+
+
+def _is_origin(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )
+
+
+def is_url(text: str) -> bool:
+    """An http(s) URL with a host (and, if any, a valid port)."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def tables(
+    value: object, where: str, key: str, fields: Sequence[str], what: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """An array of tables (`[[key]]`): each table with where it is, unknown keys refused."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {key}: write each {what} as a [[{key}]] table")
+    for i, table in enumerate(value):
+        at = f"{where}: {key}[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at}: write each {what} as a [[{key}]] table")
+        for name in table:
+            if name not in fields:
+                raise ConfigError(f"{at}.{name}: unknown key{did_you_mean(name, fields)}")
+        yield at, table
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

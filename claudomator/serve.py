@@ -1,0 +1,215 @@
+"""`claudomator serve`: the directory runner, and the composition root of everything that runs
+beside its pool on one event loop: the inbox watcher and its intake, the git sources, the node's
+lease and relay, webhook notifications and the HTTP API.
+
+What can refuse does so before anything starts: the API (no token off loopback, an address in
+use) when it is built, another `serve` on the same data dir at the dispatcher lock, another live
+process under this node's id when it joins. Then recovery, then the pool until SIGTERM/SIGINT (a
+second signal cancels running executions at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from claudomator.intake import Intake
+from claudomator.lock import DispatcherLock
+from claudomator.service import Claudomator
+from claudomator.store.reader import start_of_today
+
+if TYPE_CHECKING:
+    from claudomator.api import Api
+    from claudomator.notify import Notifier
+    from claudomator.sources.git import GitSources
+
+log = structlog.get_logger("claudomator.serve")
+
+Beside = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until its `stop` is set
+
+
+def serve(service: Claudomator, *, api: bool = True) -> None:
+    """Run `service` as `claudomator serve` until a signal stops it (`api`: with the HTTP API)."""
+    notifier = _notifier(service)
+    server = _api(service, notifier) if api else None  # may refuse: before anything starts
+    beside: list[Beside] = []
+    if notifier is not None:
+        beside.append(
+            lambda stop: notifier.run(service.hub, stop, lambda: not service.pool.running)
+        )
+    if server is not None:
+        beside.append(server.run)
+
+    async def also(stop: asyncio.Event) -> None:
+        await asyncio.gather(*(run(stop) for run in beside))
+
+    try:
+        asyncio.run(ServeLoop(service).run(also if beside else None))
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _notifier(service: Claudomator) -> Notifier | None:
+    config = service.config
+    if not config.notify:
+        return None
+    from claudomator.notify import Notifier
+
+    return Notifier(
+        config.notify,
+        budget=lambda: (service.reader.cost_since(start_of_today()), config.daily_budget_usd),
+    )
+
+
+def git_sources(service: Claudomator, intake: Intake, **options: float) -> GitSources:
+    """The config's git sources, wired to `intake` and `service` as `serve` runs them
+    (`options`: as for `GitSources.wired`)."""
+    from claudomator.sources.git import GitSources
+    from claudomator.sources.links import Hooks, Links
+
+    hooks = Hooks(intake.offer_bytes, service.cancel_if, service.publish)
+    links = Links(service.store, intake.spool, intake.base_dirs, hooks)
+    return GitSources.wired(service.config, links, **options)
+
+
+def _api(service: Claudomator, notifier: Notifier | None) -> Api:
+    from claudomator.api import Api
+
+    return Api(service, notifier=notifier)
+
+
+class ServeLoop:
+    """The pool and what runs beside it, on the running event loop."""
+
+    def __init__(self, service: Claudomator) -> None:
+        self.service = service
+        self.faults = service.faults
+        self.intake: Intake | None = None  # once recovery settled the folders
+
+    async def run(self, also: Beside | None = None) -> None:
+        """Holds the dispatcher lock, runs recovery, watches the inbox and runs the pool until
+        SIGTERM/SIGINT. `also(stop)` runs beside it (the API, notifications) and must return
+        once `stop` is set."""
+        from claudomator.sources.inbox import InboxWatcher
+
+        service, config = self.service, self.service.config
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        stopping: list[asyncio.Task[None]] = []
+
+        def on_signal() -> None:
+            stop.set()
+            grace = 0.0 if stopping else config.stop_grace_s
+            log.info("serve.stopping", grace_s=grace)
+            stopping.append(asyncio.create_task(service.pool.stop(grace)))
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        lock = DispatcherLock(config.data_dir.root / "dispatcher.lock")
+        try:
+            lock.acquire(f"pid {service.node.process.pid} on {service.node.process.host}")
+            service.node.join("serve")
+            intake = Intake(service)
+            sources = None
+            if config.sources:
+                sources = git_sources(service, intake)  # before recovery: it sets base_dirs
+            service.recovery.run(intake)
+            self.intake = service.intake = intake
+            watcher = InboxWatcher(
+                intake.spool.inbox,
+                {f: intake.spool.folder(f) for f in ("queued", "done", "rejected")},
+                on_files=self.faults.guard("intake", intake.offer),
+                on_deleted=self.faults.guard("intake", intake.deleted),
+                sweep=lambda: self._sweep(intake),
+                sweep_interval_s=config.sweep_interval_s,
+                debounce_s=config.debounce_s,
+                step_s=config.step_s,
+                poll=config.intake_poll,
+            )
+            watching = asyncio.create_task(watcher.run(stop), name="inbox:watch")
+            beside = asyncio.create_task(also(stop), name="serve:also") if also else None
+            done = asyncio.Event()  # the lease is held until the last execution ended
+            cluster = [
+                asyncio.create_task(
+                    service.node.run(
+                        done,
+                        notice_lost=service.recovery.end_lost_nodes,
+                        stop_executions=service.lifecycle.stop_lost,
+                    ),
+                    name="node",
+                ),
+                asyncio.create_task(
+                    service.node.relay(done, service.reader, service.publisher.publish_remote),
+                    name="node:relay",
+                ),
+            ]
+            gitting = (
+                asyncio.create_task(sources.run(stop), name="sources:git") if sources else None
+            )
+            log.info(
+                "serve.started",
+                data_dir=str(config.data_dir.root),
+                node=service.node_id,
+                slots=service.pool.slots,
+            )
+            try:
+                await service.pool.run(
+                    self._start, service.lifecycle.execute, lambda: False, 0.25, self._tick
+                )
+            finally:
+                stop.set()
+                await watching
+                if gitting is not None:
+                    await gitting
+                if beside is not None:
+                    await beside
+                done.set()
+                await asyncio.gather(*cluster)
+                service.node.leave()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self.intake = service.intake = None
+            lock.release()
+        log.info("serve.stopped")
+
+    def _sweep(self, intake: Intake) -> None:
+        """Every `intake.sweep_interval` (and after a watcher error): the inbox, claims a fault
+        cut short, files whose tasks changed unheard of, dependents a lost node left waiting;
+        each step on its own, so that one failing does not hold up the others."""
+        for what, step in (
+            ("intake", intake.sweep),
+            ("staging", intake.finish_claims),
+            ("mirror", intake.mirror.resync),
+            ("dependents", self.service.dependents.settle_waiting),
+        ):
+            with self.faults.carry_on(what):
+                step()
+
+    def _start(self, n: int) -> list[str]:
+        """Start up to `n` tasks, if the pool's gate is open."""
+        service = self.service
+        with self.faults.carry_on("pick"):  # `pick.waits`: a log event name, kept
+            gate = service.gate()
+            if gate.reason.startswith("disk full"):
+                self.faults.trouble("disk.full", gate.reason)
+            else:
+                self.faults.over("disk.full", "disk.recovered")
+            return service.lifecycle.start(n) if gate.open else []
+        return []
+
+    def _tick(self) -> None:
+        """Every round of the pool: cancel requests, files still being written."""
+        with self.faults.carry_on("tick"):
+            if self.service.pool.running:
+                self.service.lifecycle.check_cancels()
+            if self.intake is not None:
+                self.intake.recheck_pending()
+
+
+__all__ = ["ServeLoop", "git_sources", "serve"]

@@ -1,0 +1,241 @@
+"""The executions table: starting executions (`claim`: QUEUED → RUNNING with a new execution row),
+recording how one ended (with its task's state change and last progress, in one transaction), and
+the cancel flag its owner watches.
+
+A claim is one UPDATE that picks and starts up to n tasks, which exactly one of any number of
+racing nodes wins per task on both databases; a node claims only while its lease holds. An empty
+queue costs one read and no write transaction once a claim has found nothing (`_idle`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from claudomator.errors import LeaseLost
+from claudomator.events import Event
+from claudomator.ids import new_id
+from claudomator.logfiles import execution_logs
+from claudomator.state import State
+from claudomator.store.events import write_event
+from claudomator.store.nodes import UP, lease_expired
+from claudomator.store.schema import EXECUTIONS, NODES, TASKS
+from claudomator.store.tasks import CHANGED, PICK, Tasks, in_pick_order, task_event
+
+# An execution just started: its id, its `task.started` event, and what it needs of its task.
+Started = tuple[str, Event, dict[str, Any]]
+
+
+class Executions(Tasks):
+    """The part of `Store` that starts and finishes executions."""
+
+    _idle = True  # the last claim found nothing
+
+    def claim(
+        self, limit: int, now: float, executions_dir: Path, dispatcher: str = "", **values: Any
+    ) -> list[Started]:
+        """Up to `limit` tasks `pick` would choose, started in one transaction whose one UPDATE
+        picks and claims them: nodes racing for the queue never collide on a task. Each gets an
+        execution row (attempt n+1, its log paths under `executions_dir`); `values` name the
+        owner (`owner_node` etc.). An empty queue costs one read, no write transaction."""
+        params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
+        if self._idle:  # the queue was empty last time: look before taking the write lock
+            with self.engine.connect() as conn:
+                if conn.execute(PICK, {**params, "p_limit": 1}).first() is None:
+                    return []
+        node = values.get("owner_node", "")
+        with self.begin() as conn:
+            rows = conn.execute(
+                self._claim_statement(bool(node)),
+                {
+                    **params,
+                    "p_node": node,
+                    "p_pid": values.get("owner_pid", 0),
+                    "p_now_at": time.time(),
+                },
+            ).mappings()
+            started = [self._started(conn, dict(row), executions_dir, values) for row in rows.all()]
+            self._idle = not started
+            if not started:  # nothing to claim, or no lease to claim with?
+                self._check_lease(conn, node, values.get("owner_pid", 0))
+            return started
+
+    @functools.cache  # noqa: B019 (one Store per process: the two statements live as long)
+    def _claim_statement(self, with_lease: bool) -> Any:
+        pick = in_pick_order(TASKS.alias("picked"))  # the UPDATE's own table, seen apart
+        if with_lease:  # only while this node's lease holds
+            pick = pick.where(self._lease_held.exists())
+        return (
+            update(TASKS)
+            .where(TASKS.c.id.in_(pick), TASKS.c.state == State.QUEUED.value)
+            .values(
+                state=State.RUNNING.value,
+                reason="",
+                updated_at=bindparam("p_now_at"),
+                attempts=TASKS.c.attempts + 1,
+            )
+            .returning(TASKS.c.id, *_STARTED)
+        )
+
+    @functools.cached_property
+    def _lease_held(self) -> Any:
+        return select(NODES.c.id).where(
+            NODES.c.id == bindparam("p_node"),
+            NODES.c.pid == bindparam("p_pid"),  # not another process that took the id since
+            NODES.c.state == UP,
+            ~lease_expired(self.now_sql),
+        )
+
+    def _check_lease(self, conn: Connection, node: str, pid: int) -> None:
+        """A node claims only while its lease holds (it may have been stalled past it)."""
+        if node and conn.execute(self._lease_held, {"p_node": node, "p_pid": pid}).first() is None:
+            raise LeaseLost(f"node {node}: its lease expired or it was marked lost")
+
+    @staticmethod
+    def _started(
+        conn: Connection, row: dict[str, Any], executions_dir: Path, values: dict[str, Any]
+    ) -> Started:
+        """The execution row of a task just claimed (`row`: its columns as updated), and its
+        `task.started` event."""
+        execution_id = new_id()
+        node = values.get("owner_node", "")
+        event = task_event(conn, State.RUNNING, row["id"], row, "", {}, execution_id, node)
+        logs = execution_logs(executions_dir, execution_id)
+        conn.execute(
+            _INSERT_EXECUTION,
+            {
+                "id": execution_id,
+                "task_id": event["task_id"],
+                "attempt": row["attempts"],
+                "state": State.RUNNING.value,
+                "started_at": time.time(),
+                "stdout_path": str(logs.stdout),
+                "stderr_path": str(logs.stderr),
+                **values,
+            },
+        )
+        return execution_id, event, row
+
+    def finish_execution(
+        self,
+        execution_id: str,
+        task_id: str,
+        *,
+        state: State,
+        reason: str,
+        task_state: State | None = None,
+        task_reason: str | None = None,
+        task_values: dict[str, Any] | None = None,
+        then: tuple[State, str, dict[str, Any]] | None = None,
+        progress: Sequence[tuple[str, str, str, dict[str, Any]]] = (),
+        **values: Any,
+    ) -> list[Event]:
+        """Record how an execution ended (`state`, `reason`, `values`) and move its task
+        RUNNING → `task_state` (default: `state`), then on to `then` (a retry), all in one
+        transaction, after its last progress events. Empty when the execution was already final
+        (marked `interrupted` or `node lost` by another process): then only the money it reports
+        spent is added to it (the daily budget must count it); its state and result stand."""
+        with self.begin() as conn:
+            result = conn.execute(
+                _FINISH_EXECUTION,
+                {
+                    "p_id": execution_id,
+                    "state": state.value,
+                    "reason": reason,
+                    "finished_at": time.time(),
+                    **values,
+                },
+            )
+            if result.rowcount != 1:
+                # already ended by another node (this one was found lost): its result stands,
+                # but money spent is spent, and the daily budget must count it
+                if values.get("cost_usd") and all(k in values for k in _SPEND):
+                    spend = {f"s_{k}": values[k] for k in _SPEND}
+                    conn.execute(_LATE_SPEND, {"p_id": execution_id, **spend})
+                return []
+            events = [write_event(conn, t, task, ex, **data) for t, task, ex, data in progress]
+            first = task_state or state
+            ev = self._cas(
+                conn,
+                task_id,
+                first,
+                [State.RUNNING],
+                task_reason or reason,
+                task_values or {},
+                execution_id=execution_id,
+            )
+            if ev is not None:
+                events.append(ev)
+                if then is not None and (
+                    nxt := self._cas(
+                        conn, task_id, then[0], [first], *then[1:], execution_id=execution_id
+                    )
+                ):
+                    events.append(nxt)
+            return events
+
+    def request_cancel(self, task_id: str) -> bool:
+        """Flag the task's running execution for its owner to stop; False when none runs."""
+        with self.begin() as conn:
+            result = conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.task_id == task_id, EXECUTIONS.c.state == State.RUNNING.value)
+                .values(cancel_requested=True)
+            )
+            return result.rowcount > 0
+
+    def cancel_requested(self, task_ids: Iterable[str]) -> list[str]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(EXECUTIONS.c.task_id).where(
+                        EXECUTIONS.c.task_id.in_(ids),
+                        EXECUTIONS.c.state == State.RUNNING.value,
+                        EXECUTIONS.c.cancel_requested.is_(True),
+                    )
+                ).scalars()
+            )
+
+    def running_executions(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    EXECUTIONS.c.id,
+                    EXECUTIONS.c.task_id,
+                    EXECUTIONS.c.owner_host,
+                    EXECUTIONS.c.owner_pid,
+                    EXECUTIONS.c.owner_started,
+                    EXECUTIONS.c.cancel_requested,
+                ).where(EXECUTIONS.c.state == State.RUNNING.value)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+
+# what an execution starting needs of its task, besides what its event needs
+_STARTED = (*CHANGED, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json)
+_INSERT_EXECUTION = insert(EXECUTIONS)
+_FINISH_EXECUTION = update(EXECUTIONS).where(
+    EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
+)
+_SPEND = (
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "model_usage_json",
+)
+_LATE_SPEND = (
+    update(EXECUTIONS)
+    .where(EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.cost_usd < bindparam("s_cost_usd"))
+    .values({k: bindparam(f"s_{k}") for k in _SPEND})
+)
