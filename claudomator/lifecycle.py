@@ -90,7 +90,11 @@ class Lifecycle:
 
     def start(self, n: int, dispatcher: str = "") -> list[str]:
         """Start up to `n` QUEUED tasks (of `dispatcher`: a `run`) in one transaction; returns
-        their ids, for `execute` to run each."""
+        their ids, for `execute` to run each. Nothing starts while executions stopped for a
+        lost lease still wind down: a task of theirs retried elsewhere would start here again
+        beside its old execution, which the pool would never run nor end."""
+        if self._lost:
+            return []
         try:
             started = self.store.claim(
                 n,

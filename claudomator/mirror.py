@@ -155,15 +155,25 @@ class Mirror:
             if stale(exists, updated_at, tasks_updated_at):
                 self._write_result(file_id, name)
                 self.store.set_file(file_id)
+        for row in self.store.files(["rejected"]):  # a crash before its reason was written
+            if self.spool.exists("rejected", row["name"]) and not self.spool.exists(
+                "rejected", row["name"] + ERROR
+            ):
+                self.spool.write_beside("rejected", row["name"], ERROR, row["error"] + "\n")
         for folder, suffix in SIDE_FILE.items():
-            top = self.spool.folder(folder)
-            for dirpath, _, filenames in os.walk(top):
+            for dirpath, _, filenames in os.walk(self.spool.folder(folder)):
                 for side in filenames:
-                    if side.endswith(suffix) and not os.path.lexists(
-                        os.path.join(dirpath, side[: -len(suffix)])
-                    ):
+                    if side_file_left(side, suffix, set(filenames)):
                         log.info("mirror.side_file_removed", file=os.path.join(dirpath, side))
                         os.unlink(os.path.join(dirpath, side))
+
+
+def side_file_left(name: str, suffix: str, beside: set[str]) -> bool:
+    """Whether `name` is a side file (`suffix`) whose file is not `beside` it any more, or the
+    copy a crash left of one being written (`.<side file>.<pid>.tmp`)."""
+    if name.startswith(".") and name.endswith(".tmp") and suffix + "." in name:
+        return True
+    return name.endswith(suffix) and name[: -len(suffix)] not in beside
 
 
 def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,4 +200,7 @@ def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, A
     return {"file": row.get("rel_path", ""), "source": row.get("source", ""), "tasks": out}
 
 
-__all__ = ["FOLLOWED", "Mirror", "desired_folder", "fingerprint", "locate", "result_json", "stale"]
+__all__ = [
+    "FOLLOWED", "Mirror", "desired_folder", "fingerprint", "locate", "result_json",
+    "side_file_left", "stale",
+]  # fmt: skip

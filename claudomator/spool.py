@@ -164,10 +164,13 @@ class Spool:
             try:
                 os.link(src, top / name, follow_symlinks=False)
             except FileExistsError:
+                if _same_file(src, top / name):  # linked before a crash cut the move short
+                    break
                 name = self.free_name(folder, rel)
                 continue
-            os.unlink(src)
-            return name
+            break
+        os.unlink(src)
+        return name
 
     def move(
         self, src_folder: str, name: str, dst_folder: str, rel: str | None = None
@@ -180,16 +183,18 @@ class Spool:
 
     def write_beside(self, folder: str, name: str, suffix: str, text: str) -> None:
         """Write `<name><suffix>` (e.g. `.error`, `.result.json`) beside a spool file."""
-        path = self.folder(folder) / (name + suffix)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        write_private(path, text)
+        write_private(self.folder(folder) / (name + suffix), text, replace=True)  # all or none
 
     def write_result(self, name: str, data: dict[str, Any]) -> None:
         self.write_beside("done", name, ".result.json", json.dumps(data, indent=2) + "\n")
 
     def exists(self, folder: str, name: str) -> bool:
         return os.path.lexists(self.folder(folder) / name)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    sa, sb = os.lstat(a), os.lstat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 __all__ = ["FILE_MODE", "FOLDERS", "Spool", "is_task_file_name", "is_watched_path"]

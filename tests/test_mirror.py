@@ -15,7 +15,7 @@ import pytest
 
 from claudomator.config import load_config
 from claudomator.intake import Intake
-from claudomator.mirror import locate, stale
+from claudomator.mirror import locate, side_file_left, stale
 from claudomator.publisher import moves_file
 from claudomator.service import Claudomator
 from claudomator.state import State
@@ -216,3 +216,31 @@ def test_claimed_files_are_private(node: Node) -> None:
     assert (node.root / "rejected/bad.yaml").stat().st_mode & 0o777 == 0o600
     assert (node.root / "rejected/bad.yaml.error").stat().st_mode & 0o777 == 0o600
 
+
+@pytest.mark.parametrize(
+    ("name", "suffix", "beside", "left"),
+    [
+        ("a.yaml.result.json", ".result.json", {"a.yaml"}, False),
+        ("a.yaml.result.json", ".result.json", set(), True),  # its file was moved away
+        (".a.yaml.result.json.123.tmp", ".result.json", {"a.yaml"}, True),  # a cut write
+        ("a.yaml", ".result.json", set(), False),
+        ("b.yaml.error", ".error", {"b.yaml"}, False),
+        ("b.yaml.error", ".error", {"c.yaml"}, True),
+        (".b.yaml.error.9.tmp", ".error", {"b.yaml"}, True),
+        (".notes.tmp", ".error", set(), False),  # not ours
+    ],
+)
+def test_side_file_left(name: str, suffix: str, beside: set[str], left: bool) -> None:
+    assert side_file_left(name, suffix, beside) is left
+
+
+def test_a_move_into_rejected_cut_short_is_finished_once(node: Node) -> None:
+    node.drop("bad.yaml", "name: [\n")
+    (row,) = node.service.store.files(["rejected"])
+    placed = node.root / "rejected/bad.yaml"
+    staged = node.root / ".staging" / f"{row['id']}-bad.yaml"
+    os.link(placed, staged)  # as if the crash came between the link and the unlink
+    (node.root / "rejected/bad.yaml.error").unlink()  # and before the reason was written
+    node = node.restart()
+    assert node.files()["rejected"] == ["bad.yaml", "bad.yaml.error"]
+    assert node.files()[".staging"] == []

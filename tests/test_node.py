@@ -509,3 +509,16 @@ def test_nodes_and_status_show_the_cluster_in_a_terminal(home: Path, tmp_path: P
         ("gamma", 0, True),
     ]
 
+
+def test_nothing_starts_while_executions_stopped_for_a_lost_lease_wind_down(
+    service: Claudomator,
+) -> None:
+    service.node.join("serve")
+    [task_id], _ = service.store.add_tasks([new_task("t")])
+    # its old execution, stopped because this node was found lost, has not recorded its end:
+    # the task, retried by another node, must not start here again beside it
+    service.lifecycle._lost.add("an execution still winding down")
+    assert service.lifecycle.start(1) == []
+    assert service.task(task_id)["state"] == "QUEUED"
+    service.lifecycle._lost.clear()
+    assert service.lifecycle.start(1) == [task_id]
