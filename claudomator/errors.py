@@ -5,7 +5,9 @@
     ├── TaskFileError        a task or batch file is invalid (carries every FieldError)
     └── StoreError           the database cannot be opened or used
         ├── NotFoundError    no task or execution with that id
-        └── TransitionError  a state change the transition table forbids, or lost a race
+        ├── TransitionError  a state change the transition table forbids, or lost a race
+        ├── LeaseLost        this node's lease expired or it was marked lost: it must not start
+        └── DatabaseUnavailable  unreachable, or refused for a moment: worth trying again
 
 The class docstring is the default message; errors carry context fields.
 """
@@ -71,7 +73,7 @@ class TransitionError(StoreError):
 
 
 class LeaseLost(StoreError):
-    """This node's lease expired or another node marked it lost: it must not claim."""
+    """This node's lease expired or another node marked it lost: it must not start tasks."""
 
 
 class DatabaseUnavailable(StoreError):

@@ -99,7 +99,8 @@ def test_template_documents_every_key_commented_out(tmp_path: Path) -> None:
     assert {o for _, _, o in pinned} == {"config.toml"}
 
 
-def test_every_key_in_readme_and_deploy_example() -> None:
+def test_every_key_in_readme_and_deploy_example(tmp_path: Path) -> None:
+    tmp = tmp_path
     readme = (ROOT / "README.md").read_text()
     example = (ROOT / "deploy" / "config.example.toml").read_text()
     for key in KEYS:
@@ -107,7 +108,12 @@ def test_every_key_in_readme_and_deploy_example() -> None:
         assert key.env_name in readme, f"README lacks {key.env_name}"
         leaf = key.name.rpartition(".")[2]
         assert re.search(rf"^#? ?{leaf} = ", example, re.M), f"deploy example lacks {key.name}"
-    assert tomllib.loads(example) is not None
+    # every value the example shows is valid: with all its keys uncommented, it loads
+    (tmp / "config.toml").write_text(re.sub(r"^# ?(\w[\w.]* = )", r"\1", example, flags=re.M))
+    origins = {name: origin for name, _, origin in load_config(home=tmp, env={}).effective()}
+    assert {name for name, origin in origins.items() if origin == "config.toml"} == {
+        key.name for key in KEYS
+    }
 
 
 def test_data_dir_permissions(tmp_path: Path) -> None:

@@ -256,8 +256,13 @@ def test_from_the_hub_to_the_receiver_without_holding_anyone_up() -> None:
 
 def test_no_receivers_means_nothing_runs() -> None:
     async def scenario() -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(Notifier([]).run(Hub(), stop))
+        stop, hub = asyncio.Event(), Hub()
+        running = asyncio.create_task(Notifier([]).run(hub, stop))
+        await asyncio.sleep(0.05)
+        # it waits for the stop without listening to anything or starting a worker
+        assert not running.done() and not hub._subs
+        assert {t.get_name() for t in asyncio.all_tasks()} & {"notify:0"} == set()
+        hub.publish({"type": "task.finished", "state": "FAILED"})
         stop.set()
         await asyncio.wait_for(running, 2)
 
