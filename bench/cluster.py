@@ -21,7 +21,7 @@ queue scales with nodes, and how long a claim takes while nodes race for the que
 2. Claim latency. A fresh schema holding `--queue` QUEUED tasks (recorded with Store.add_tasks);
    R racer processes (spawned) each register a node of their own (Nodes.register, a lease far
    longer than the run: the racers send no heartbeats), wait at a barrier, then loop
-   `Store.claim(1, …)` → `Store.finish_execution(…, COMPLETED)` as fast as they can until a
+   `Store.start(1, …)` → `Store.finish_execution(…, COMPLETED)` as fast as they can until a
    claim comes back empty. Each claim call is timed with perf_counter (the first claim of each
    racer, which compiles the statements, is shown apart), and so is the part of it spent in the
    `pg_advisory_xact_lock` statement (an SQLAlchemy cursor-execute hook in the racer). Baseline
@@ -423,7 +423,7 @@ def racer(
         for i in range(max_claims + 1):
             lock.clear()
             t0 = time.perf_counter()
-            got = store.claim(1, time.time(), folder, **owner)
+            got = store.start(1, time.time(), folder, **owner)
             t1 = time.perf_counter()
             if not got:
                 result.empty += 1
@@ -525,7 +525,7 @@ def claim_race(url: str, n_tasks: int, n_racers: int, root: Path) -> Race:
 
 def report_race(n_tasks: int, races: list[Race]) -> None:
     print(
-        f"== claim latency: {n_tasks} QUEUED tasks, racers loop Store.claim(1) → "
+        f"== claim latency: {n_tasks} QUEUED tasks, racers loop Store.start(1) → "
         "finish_execution(COMPLETED) until the queue is empty; lock wait = the claim's time in "
         "pg_advisory_xact_lock (the write lock of the schema)"
     )

@@ -96,7 +96,7 @@ class Lifecycle:
         if self._lost:
             return []
         try:
-            started = self.store.claim(
+            started = self.store.start(
                 n,
                 time.time(),
                 self.config.data_dir.executions,

@@ -118,7 +118,7 @@ def interrupt(node: Node) -> str:
     """Start the first queued task as a process that then died (a kill -9); returns its id."""
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    (started,) = node.service.store.claim(
+    (started,) = node.service.store.start(
         1, time.time(), node.service.config.data_dir.executions,
         owner_host=node.service.node.process.host, owner_pid=dead.pid, owner_started=1.0, owner_node="",
     )  # fmt: skip

@@ -124,7 +124,7 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     register(nodes, "b")
     assert abs(nodes.clock() - time.time()) < 5
     ids, _ = store.add_tasks([new_task("t1"), new_task("t2")])
-    claimed = store.claim(2, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
+    claimed = store.start(2, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
     assert sorted(c[1]["task_id"] for c in claimed) == sorted(ids)
     assert {c[1]["node"] for c in claimed} == {"a"}
     assert nodes.expired() == ([], False) and nodes.lost_executions() == []
@@ -142,11 +142,11 @@ def test_a_silent_node_is_lost_once_and_its_executions_fail(store: Store, tmp_pa
     assert not nodes.heartbeat("b", os.getpid(), 2.5)  # another process under its id
     store.add_tasks([new_task("t3")])
     with pytest.raises(LeaseLost):  # a lost node claims nothing
-        store.claim(1, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
+        store.start(1, time.time(), tmp_path, owner_node="a", owner_pid=os.getpid())
     with pytest.raises(LeaseLost):  # nor does a node that never joined
-        store.claim(1, time.time(), tmp_path, owner_node="nobody", owner_pid=os.getpid())
+        store.start(1, time.time(), tmp_path, owner_node="nobody", owner_pid=os.getpid())
     with pytest.raises(LeaseLost):  # nor another process under a live node's id
-        store.claim(1, time.time(), tmp_path, owner_node="b", owner_pid=os.getpid() + 1)
+        store.start(1, time.time(), tmp_path, owner_node="b", owner_pid=os.getpid() + 1)
 
 
 def test_a_node_renewing_in_time_is_not_marked_lost(store: Store) -> None:
@@ -166,9 +166,9 @@ def test_claiming_needs_a_lease_that_still_holds(store: Store, tmp_path: Path) -
     age(store, "a", 31)  # stalled past its lease, not yet marked lost
     mine = {"owner_node": "a", "owner_pid": os.getpid()}
     with pytest.raises(LeaseLost):
-        store.claim(1, time.time(), tmp_path, **mine)
+        store.start(1, time.time(), tmp_path, **mine)
     assert nodes.heartbeat("a", os.getpid(), 1.5)
-    assert len(store.claim(1, time.time(), tmp_path, **mine)) == 1
+    assert len(store.start(1, time.time(), tmp_path, **mine)) == 1
 
 
 def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
@@ -184,7 +184,7 @@ def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
 
 def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_path: Path) -> None:
     [task_id], _ = store.add_tasks([new_task("t1")])
-    [(execution_id, _, _)] = store.claim(1, time.time(), tmp_path)
+    [(execution_id, _, _)] = store.start(1, time.time(), tmp_path)
     lost = store.finish_execution(execution_id, task_id, state=State.FAILED, reason="node lost")
     assert lost[-1]["state"] == "FAILED"
     spend = {
@@ -226,7 +226,7 @@ def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
     register(other, "gone")
     retried = new_task("retried", retry_json=json.dumps({"max_attempts": 2, "backoff": "1s"}))
     ids, _ = service.store.add_tasks([new_task("once"), retried])
-    service.store.claim(2, time.time(), tmp_path, owner_node="gone", owner_pid=os.getpid())
+    service.store.start(2, time.time(), tmp_path, owner_node="gone", owner_pid=os.getpid())
     service.recovery.end_lost_nodes()
     assert [service.task(i)["state"] for i in ids] == ["RUNNING", "RUNNING"]  # lease holds
     age(service.store, "gone", 31)
@@ -482,7 +482,7 @@ def test_nodes_and_status_show_the_cluster_in_a_terminal(home: Path, tmp_path: P
         register(nodes, "gamma")
         age(store, "gamma", 31)  # silent past its lease: not yet marked
         [task_id], _ = store.add_tasks([new_task("build")])
-        store.claim(1, time.time(), tmp_path, owner_node="beta", owner_pid=os.getpid())
+        store.start(1, time.time(), tmp_path, owner_node="beta", owner_pid=os.getpid())
     finally:
         store.close()
     table = cli("nodes").stdout.splitlines()

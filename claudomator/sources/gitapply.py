@@ -96,7 +96,7 @@ class Applier:
 
     def reject(self, commit: Commit, action: Reject, data: bytes) -> bool:
         """A version that never runs: its copy goes to `rejected/@name/<rel>` with the reason.
-        The version is claimed and its file row says `rejected` before any copy is staged, so a
+        The version is recorded and its file row says `rejected` before any copy is staged, so a
         crash at any point may lose the copy but never lets the intake's repair run it."""
         spool, store = self.spool, self.store
         file_id = new_id()

@@ -1,10 +1,10 @@
-"""The executions table: starting executions (`claim`: QUEUED → RUNNING with a new execution row),
+"""The executions table: starting executions (`start`: QUEUED → RUNNING with a new execution row),
 recording how one ended (with its task's state change and last progress, in one transaction), and
 the cancel flag its owner watches.
 
-A claim is one UPDATE that picks and starts up to n tasks, which exactly one of any number of
-racing nodes wins per task on both databases; a node claims only while its lease holds. An empty
-queue costs one read and no write transaction once a claim has found nothing (`_idle`).
+A start is one UPDATE that picks and starts up to n tasks, which exactly one of any number of
+racing nodes wins per task on both databases; a node starts tasks only while its lease holds. An empty
+queue costs one read and no write transaction once a start has found nothing (`_idle`).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ Started = tuple[str, Event, dict[str, Any]]
 class Executions(Tasks):
     """The part of `Store` that starts and finishes executions."""
 
-    _idle = True  # the last claim found nothing
+    _idle = True  # the last start found nothing
 
-    def claim(
+    def start(
         self, limit: int, now: float, executions_dir: Path, dispatcher: str = "", **values: Any
     ) -> list[Started]:
         """Up to `limit` tasks `pick` would choose, started in one transaction whose one UPDATE
-        picks and claims them: nodes racing for the queue never collide on a task. Each gets an
+        picks and starts them: nodes racing for the queue never collide on a task. Each gets an
         execution row (attempt n+1, its log paths under `executions_dir`); `values` name the
         owner (`owner_node` etc.). An empty queue costs one read, no write transaction."""
         params = {"p_dispatcher": dispatcher, "p_now": now, "p_limit": limit}
@@ -52,7 +52,7 @@ class Executions(Tasks):
         node = values.get("owner_node", "")
         with self.begin() as conn:
             rows = conn.execute(
-                self._claim_statement(bool(node)),
+                self._start_statement(bool(node)),
                 {
                     **params,
                     "p_node": node,
@@ -62,12 +62,12 @@ class Executions(Tasks):
             ).mappings()
             started = [self._started(conn, dict(row), executions_dir, values) for row in rows.all()]
             self._idle = not started
-            if not started:  # nothing to claim, or no lease to claim with?
+            if not started:  # nothing to start, or no lease to start with?
                 self._check_lease(conn, node, values.get("owner_pid", 0))
             return started
 
     @functools.cache  # noqa: B019 (one Store per process: the two statements live as long)
-    def _claim_statement(self, with_lease: bool) -> Any:
+    def _start_statement(self, with_lease: bool) -> Any:
         pick = in_pick_order(TASKS.alias("picked"))  # the UPDATE's own table, seen apart
         if with_lease:  # only while this node's lease holds
             pick = pick.where(self._lease_held.exists())
@@ -93,7 +93,7 @@ class Executions(Tasks):
         )
 
     def _check_lease(self, conn: Connection, node: str, pid: int) -> None:
-        """A node claims only while its lease holds (it may have been stalled past it)."""
+        """A node starts tasks only while its lease holds (it may have been stalled past it)."""
         if node and conn.execute(self._lease_held, {"p_node": node, "p_pid": pid}).first() is None:
             raise LeaseLost(f"node {node}: its lease expired or it was marked lost")
 
@@ -101,7 +101,7 @@ class Executions(Tasks):
     def _started(
         conn: Connection, row: dict[str, Any], executions_dir: Path, values: dict[str, Any]
     ) -> Started:
-        """The execution row of a task just claimed (`row`: its columns as updated), and its
+        """The execution row of a task just started (`row`: its columns as updated), and its
         `task.started` event."""
         execution_id = new_id()
         node = values.get("owner_node", "")

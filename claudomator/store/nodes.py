@@ -1,7 +1,7 @@
 """The nodes table: who executes tasks, their leases, and the executions of nodes found lost.
 
 Every statement judges time by the database's clock (`Database.now_sql`), so nodes whose own
-clocks differ still agree on whose lease has expired (`lease_expired`, which a claim also checks).
+clocks differ still agree on whose lease has expired (`lease_expired`, which starting a task also checks).
 Marking a node lost is a compare-and-set on its row: of several nodes noticing at once, one wins
 and writes the `node.lost` event. `Nodes` is a part apart from `Store`, over the database's public
 face: its write transaction, its engine and its clock.
