@@ -434,7 +434,10 @@ def test_grandchild_is_detached_and_outlives_sigkill(spawn: Any, work: Path) -> 
         time.sleep(0.01)
     pid = int(pidfile.read_text())
     try:
-        assert os.getsid(pid) == pid != os.getsid(proc.pid)  # its own session
+        # its own session (the pid is written right after the fork, maybe before its setsid)
+        while os.getsid(pid) != pid and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getsid(pid) == pid != os.getsid(proc.pid)
         proc.kill()
         proc.wait()
         # the grandchild does not hold the fake's stdout (unless keep_stdout: 1): EOF at once
