@@ -20,15 +20,9 @@ from websockets.sync.client import connect
 
 from claudomator.token import ensure_token
 from tests.apiserver import Receiver
+from tests.net import free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def serve(home: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

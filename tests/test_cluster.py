@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.fakes import make_fake_claude, make_instant_claude
+from tests.net import free_port
 from tests.poll import wait_for
 from tests.test_serve import Server, task
 
@@ -46,13 +46,6 @@ def make_recording_instant_claude(dir: Path) -> Path:
     path = make_instant_claude(dir)
     path.write_text(path.read_text() + _RECORD)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def alive(pid: int, execution_id: str) -> bool:

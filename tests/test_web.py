@@ -23,7 +23,8 @@ from claudomator.service import Claudomator
 from claudomator.token import Tokens, ensure_token
 from tests.fakes import make_fake_claude
 from tests.needs import unavailable
-from tests.test_api_serve import free_port, wait_healthy
+from tests.net import free_port
+from tests.test_api_serve import wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 STATIC = Path(__file__).parent.parent / "claudomator" / "api" / "static"
