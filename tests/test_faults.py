@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -29,7 +28,7 @@ from claudomator.state import FINAL_STATES
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.poll import wait_for
-from tests.test_serve import Server, task
+from tests.test_serve import Server, serve_env, task
 
 # `serve`, with the SQLite busy timeout shortened so that a lock can outlast it within a test
 SERVE = (
@@ -41,18 +40,8 @@ SERVE = (
 class FaultServer(Server):
     busy_timeout_s = 30.0
 
-    def start(self, ready: bool = True, **extra_env: str) -> FaultServer:
-        self.log_path = self.home.parent / f"serve-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(self.busy_timeout_s), "serve", "--no-api"],
-            env={**self.env, **extra_env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        if ready:
-            wait_for(lambda: b"serve.started" in self.log_path.read_bytes() or self.died())
-        return self
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", SERVE, str(self.busy_timeout_s), "serve", "--no-api"]
 
     def died(self) -> bool:
         assert self.proc is not None
@@ -79,29 +68,15 @@ class FaultServer(Server):
 
     def claudes(self) -> list[dict[str, Any]]:
         """What each fake claude started recorded (its pid among it)."""
-        return [json.loads(p.read_text()) for p in sorted(self.record.glob("*.json"))]  # type: ignore[attr-defined]
+        return [json.loads(p.read_text()) for p in sorted(self.record.glob("*.json"))]
 
 
 @pytest.fixture
 def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[FaultServer]:
-    """As tests.test_serve's `server`: short graces, a sweep every second, claude recording."""
-    work, record = tmp_path / "work", tmp_path / "record"
-    work.mkdir()
-    record.mkdir()
-    env = {
-        **os.environ,
-        "CLAUDOMATOR_CLAUDE_WORKING_DIR": str(work),
-        "CLAUDOMATOR_RUNNER_INTERRUPT_GRACE": "2s",
-        "CLAUDOMATOR_RUNNER_TERMINATE_GRACE": "1s",
-        "CLAUDOMATOR_RUNNER_STOP_GRACE": "5s",
-        "CLAUDOMATOR_INTAKE_SWEEP_INTERVAL": "1s",
-        "FAKE_CLAUDE_RECORD": str(record),
-    }
-    srv = FaultServer(home, env)
-    srv.record = record  # type: ignore[attr-defined]
+    srv = FaultServer(home, *serve_env(tmp_path))
     yield srv
     if srv.proc is not None and srv.proc.poll() is None:
-        srv.proc.send_signal(signal.SIGCONT)
+        srv.proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
         srv.stop(signal.SIGKILL)
 
 

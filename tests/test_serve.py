@@ -20,16 +20,21 @@ from tests.poll import wait_for
 
 
 class Server:
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home, self.env = home, env
+    """`serve` as a process of its own, with the fake claude recording each run in `record`."""
+
+    def __init__(self, home: Path, env: dict[str, str], record: Path) -> None:
+        self.home, self.env, self.record = home, env, record
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "claudomator.cli", "serve", "--no-api"]
 
     def start(self, ready: bool = True, **extra_env: str) -> Server:
         """Start `serve`; with `ready`, wait until it says it serves (or it died)."""
         self.log_path = self.home.parent / f"serve-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "claudomator.cli", "serve", "--no-api"],
+            self.command(),
             env={**self.env, **extra_env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -75,11 +80,11 @@ class Server:
         return out
 
 
-@pytest.fixture
-def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[Server]:
-    work = tmp_path / "work"
+def serve_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The environment of a test's `serve`: short graces, a sweep every second, and the fake
+    claude recording each run in the folder returned with it."""
+    work, record = tmp_path / "work", tmp_path / "record"
     work.mkdir()
-    record = tmp_path / "record"
     record.mkdir()
     env = {
         **os.environ,
@@ -90,8 +95,12 @@ def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[Server]:
         "CLAUDOMATOR_INTAKE_SWEEP_INTERVAL": "1s",
         "FAKE_CLAUDE_RECORD": str(record),
     }
-    srv = Server(home, env)
-    srv.record = record  # type: ignore[attr-defined]
+    return env, record
+
+
+@pytest.fixture
+def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(home, *serve_env(tmp_path))
     yield srv
     if srv.proc is not None and srv.proc.poll() is None:
         srv.stop(signal.SIGKILL)
@@ -224,7 +233,7 @@ def test_a_task_cancelled_from_a_terminal_moves_its_file_at_the_next_sweep(
 
 
 def executions_started(server: Server) -> int:
-    return len(list(server.record.glob("*.json")))  # type: ignore[attr-defined]
+    return len(list(server.record.glob("*.json")))
 
 
 @pytest.mark.parametrize("point", ["claimed", "recorded", "spawned", "running", "finished"])
