@@ -19,7 +19,6 @@ from typing import Any
 import psutil
 import pytest
 
-from claudomator.config import load_config
 from claudomator.outcome import Ending, decide
 from claudomator.run import Run
 from claudomator.runner import EOF_GRACE_S
@@ -28,7 +27,10 @@ from claudomator.state import FINAL_STATES
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.poll import wait_for
+from tests.test_runner import service
 from tests.test_serve import Server, serve_env, task
+
+__all__ = ["service"]  # the fixture, shared with test_runner
 
 # `serve`, with the SQLite busy timeout shortened so that a lock can outlast it within a test
 SERVE = (
@@ -144,22 +146,6 @@ def test_serve_stopped_while_claude_finishes_records_how_it_ended(server: FaultS
 
 
 # -- 2. a claude that closes its stdout and keeps running ----------------------------------------
-
-
-@pytest.fixture
-def service(fake_claude: Path, home: Path, tmp_path: Path) -> Iterator[Claudomator]:
-    work = tmp_path / "work"
-    work.mkdir()
-    config = load_config(
-        flags={
-            "claude.working_dir": str(work),
-            "runner.interrupt_grace": "2s",
-            "runner.terminate_grace": "1s",
-        }
-    )
-    svc = Claudomator(config)
-    yield svc
-    svc.close()
 
 
 def run(service: Claudomator, instructions: str, **fields: Any) -> tuple[dict[str, Any], float]:
