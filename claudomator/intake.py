@@ -230,7 +230,7 @@ class Intake:
                 if placed != name:
                     self.store.set_file(claim.file_id, name=placed)
                 if error:
-                    self.spool.write_beside("rejected", placed, ".error", error + "\n")
+                    self.spool.write_error(placed, error)
             except OSError as e:
                 failed = failed or e
                 placed = f"(still staged: {e.strerror})"
@@ -284,7 +284,7 @@ class Intake:
                 placed = self.spool.place(path, row["folder"], row["name"])
                 self.store.set_file(row["id"], name=placed)
                 if row["folder"] == "rejected":
-                    self.spool.write_beside("rejected", placed, ".error", row["error"] + "\n")
+                    self.spool.write_error(placed, row["error"])
 
     def ingest_strangers(self) -> None:
         """Files in queued/ or running/ that the store does not know (put there by a person, or

@@ -159,7 +159,7 @@ class Mirror:
             if self.spool.exists("rejected", row["name"]) and not self.spool.exists(
                 "rejected", row["name"] + ERROR
             ):
-                self.spool.write_beside("rejected", row["name"], ERROR, row["error"] + "\n")
+                self.spool.write_error(row["name"], row["error"])
         for folder, suffix in SIDE_FILE.items():
             for dirpath, _, filenames in os.walk(self.spool.folder(folder)):
                 for side in filenames:

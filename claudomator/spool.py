@@ -185,6 +185,10 @@ class Spool:
         """Write `<name><suffix>` (e.g. `.error`, `.result.json`) beside a spool file."""
         write_private(self.folder(folder) / (name + suffix), text, replace=True)  # all or none
 
+    def write_error(self, name: str, error: str) -> None:
+        """`rejected/<name>.error`: why the file never runs."""
+        self.write_beside("rejected", name, ".error", error + "\n")
+
     def write_result(self, name: str, data: dict[str, Any]) -> None:
         self.write_beside("done", name, ".result.json", json.dumps(data, indent=2) + "\n")
 

@@ -114,7 +114,7 @@ class Applier:
         placed = spool.place(spool.stage_bytes(staged_name, data), "rejected", name)
         if placed != name:
             store.set_file(file_id, name=placed)
-        spool.write_beside("rejected", placed, ".error", error + "\n")
+        spool.write_error(placed, error)
         log.warning("intake.rejected", file=f"{self.key}/{action.rel}", reason=error)
         self.hooks.publish(events)
         return True
