@@ -63,8 +63,10 @@ class Node(Server):
     """One `serve` of the cluster: its own data dir and inbox, the cluster's database; with
     `port`, it serves the HTTP API there too."""
 
-    def __init__(self, home: Path, env: dict[str, str], port: int | None = None) -> None:
-        super().__init__(home, env)
+    def __init__(
+        self, home: Path, env: dict[str, str], record: Path, port: int | None = None
+    ) -> None:
+        super().__init__(home, env, record)
         self.port = port
 
     def start(self, ready: bool = True, **extra_env: str) -> Node:
@@ -143,7 +145,7 @@ class Cluster:
             "CLAUDOMATOR_MAX_CONCURRENCY": str(slots),
             **(env or {}),
         }
-        node = Node(home, node_env, port)
+        node = Node(home, node_env, self.record, port)
         self.nodes.append(node)
         return node
 
