@@ -4,7 +4,7 @@ claude process of the data dir) at random moments while task files land in the i
 retried, failing, batches with a dependency, invalid, some while serve is down — then one final
 serve left to settle everything and stopped with SIGTERM. With `--nodes K` (K > 1) the K nodes
 share a fresh PostgreSQL schema (dropped afterwards) and each round SIGKILLs one node, or stops it
-(SIGSTOP) past its lease, while the others run. See tests/chaos.py for the invariants checked.
+(SIGSTOP) past its lease, while the others run. See tests/chaos/ for the invariants checked.
 
 Prints what the campaign did (files, tasks, executions, claude invocations, kills and the last
 event each serve logged before its kill) and each invariant's count of violations, with the first
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.chaos import INVARIANTS, campaign
+from tests.chaos import INVARIANTS, campaign, check
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -85,7 +85,7 @@ def main() -> int:
         t0 = time.monotonic()
         try:
             c.run()
-            violations = c.check()
+            violations = check(c)
         except BaseException:
             print(f"chaos seed {seed} broke off; data dirs and serve logs kept in {root}")
             raise

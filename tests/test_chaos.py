@@ -1,4 +1,4 @@
-"""A randomized crash campaign against real `serve` processes (tests/chaos.py): rounds of task
+"""A randomized crash campaign against real `serve` processes (tests/chaos/): rounds of task
 files dropped and serve killed at random moments (a third of the kills a power loss), then one
 serve settles everything; every invariant must hold. Seeded: CLAUDOMATOR_CHAOS_SEED replays the
 choices of a campaign (the failure message names its seed); otherwise a random seed each run."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import Campaign, campaign
+from tests.chaos import Campaign, campaign, check, summary
 
 
 def seed() -> int:
@@ -21,11 +21,11 @@ def seed() -> int:
 def run_and_check(c: Campaign) -> None:
     try:
         c.run()
-        violations = c.check()
+        violations = check(c)
     except BaseException as e:
         e.add_note(f"chaos seed {c.seed}: replay with CLAUDOMATOR_CHAOS_SEED={c.seed}")
         raise
-    assert not any(violations.values()), c.summary(violations)
+    assert not any(violations.values()), summary(c, violations)
 
 
 @pytest.mark.timeout(240)  # ~65 s on 2 idle cores; room for a loaded machine

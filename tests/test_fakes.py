@@ -592,7 +592,7 @@ def test_mock_http_errors_have_the_real_body_and_retry_after(status: int, kind: 
     with MockAnthropic("http_error", status=status, retry_after="7") as api:
         with pytest.raises(urllib.error.HTTPError) as info:
             post(api, TOOLS_BODY)
-        body = json.loads(info.value.body)  # type: ignore[attr-defined]
+        body = json.loads(info.value.body)
         assert (info.value.code, body["type"], body["error"]["type"]) == (status, "error", kind)
         assert info.value.headers.get("retry-after") == (None if status == 401 else "7")
         with pytest.raises(urllib.error.HTTPError) as info:
@@ -736,7 +736,7 @@ def test_real_cli_sigint_while_streaming_gives_the_aborted_result(tmp_path: Path
 )
 def test_real_cli_and_fake_fail_alike(claude: Path, tmp_path: Path, args: list[str]) -> None:
     """The fake's usage errors, checked against the real binary (catches drift on upgrades)."""
-    outcomes = []
+    outcomes: list[tuple[int, str, str]] = []
     for binary in (REAL_CLAUDE, str(claude)):
         home = tmp_path / f"home-{len(outcomes)}"
         home.mkdir()

@@ -1,7 +1,7 @@
 """Test doubles for Claude Code: a fake `claude` program and a mock Messages API.
 
-- ``make_fake_claude(dir)`` writes ``dir/claude``, a shell script that runs fake_claude.py (see
-  its docstring for the scenarios and parameters).
+- ``make_fake_claude(dir)`` writes ``dir/claude``, a shell script that runs the package
+  ``tests/fakes/claude`` (see its docstring for the scenarios and parameters).
 - ``make_instant_claude(dir)`` writes ``dir/claude``, a tiny POSIX sh script with no Python: the
   cheapest valid run, for throughput benchmarks.
 - ``mock_api.MockAnthropic`` is a local Messages API for running the REAL CLI in tests.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tests.needs import ON_CI
 
-FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
+# the fake's entry point, run as a file: `python FAKE_CLAUDE ARGS` (see its docstring)
+FAKE_CLAUDE = Path(__file__).with_name("claude") / "__main__.py"
 
 __all__ = ["FAKE_CLAUDE", "make_fake_claude", "make_instant_claude", "real_claude"]
 

@@ -268,8 +268,7 @@ class MockAnthropic:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("MockAnthropic is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def env(self, home: str | os.PathLike[str], **extra: str) -> dict[str, str]:
         """A complete environment for the real CLI: REAL_CLI_ENV pointed at this mock.
