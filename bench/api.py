@@ -29,10 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.net import free_port
+
+if TYPE_CHECKING:
+    from claudomator.records import Task
 
 PAGE = 50
 
@@ -61,13 +65,12 @@ def trivial_server(port: int) -> None:
 
 def seed(home: Path, n: int) -> None:
     from claudomator import log
-    from claudomator.config import load_config
-    from claudomator.service import Claudomator
     from claudomator.task import TaskSpec
     from claudomator.taskfile import ParsedFile
+    from tests.services import make_service
 
     log.configure("warning", "json")
-    service = Claudomator(load_config(home=home, env={}))
+    service = make_service(home, env={})
     specs = [
         TaskSpec.model_validate(
             {"name": f"task {i}", "tags": ["bench"], "claude": {"instructions": "do it"}}
@@ -141,7 +144,7 @@ def wait_up(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("server did not start")
 
 
-def cursor_ids(home: Path) -> list[dict[str, object]]:
+def cursor_ids(home: Path) -> list[Task]:
     """Every 37th task: cursors for 270 different pages, far more than the page cache holds."""
     from claudomator.store.reader import Reader
 

@@ -72,6 +72,7 @@ from claudomator.store.db import NewTask, Store
 from claudomator.store.nodes import Nodes
 from claudomator.task import PRIORITY_RANK, TaskSpec
 from tests.fakes import make_fake_claude
+from tests.taskfiles import batch_yaml, scenario, task_data
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -204,17 +205,9 @@ class ScaleRun:
     complaints: dict[str, int]  # "level event" -> lines, warnings and errors of all nodes' logs
 
 
-def batch_yaml(names: list[str], seconds: float) -> str:
-    lines = ["tasks:"]
-    for name in names:
-        lines += [
-            f'  - name: "{name}"',
-            "    claude:",
-            "      instructions: |",
-            "        fake-scenario: sleep",
-            f"        fake-sleep_s: {seconds:g}",
-        ]
-    return "\n".join(lines) + "\n"
+def sleepers(names: list[str], seconds: float) -> str:
+    """A batch file of tasks `names`, each one sleeping `seconds` in the fake claude."""
+    return batch_yaml(*(task_data(n, scenario("sleep", sleep_s=f"{seconds:g}")) for n in names))
 
 
 def complaints(logs: list[Path]) -> dict[str, int]:
@@ -252,7 +245,7 @@ def scale_out(
     files = []
     for k in range(0, args.tasks, args.batch):
         path = staging / f"batch{k // args.batch:04d}.yaml"
-        path.write_text(batch_yaml(names[k : k + args.batch], args.seconds))
+        path.write_text(sleepers(names[k : k + args.batch], args.seconds))
         files.append(path)
     base_env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
     homes = [root / f"n{n_nodes}-node{i}" for i in range(n_nodes)]

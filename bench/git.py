@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import statistics
@@ -31,19 +32,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator import log
-from claudomator.config import load_config
 from claudomator.intake import Intake
 from claudomator.serve import ServeLoop, git_sources
 from claudomator.service import Claudomator
 from tests.fakes import make_instant_claude
+from tests.services import make_service
+from tests.taskfiles import task_yaml
 
-TASK = "name: t{i}\nclaude:\n  instructions: 'task number {i}'\n"
+T = TypeVar("T")
+
+
+def task(i: int) -> str:
+    return task_yaml(f"t{i}", f"task number {i}")
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -70,9 +77,9 @@ def write_config(home: Path, repo: Path) -> None:
     )
 
 
-async def serving(service: Claudomator, scenario: object) -> float:
+async def serving(service: Claudomator, scenario: Callable[[Claudomator], Awaitable[T]]) -> T:
     """Run `ServeLoop(service)` with the git sources beside it while `scenario(service)` runs."""
-    result: list[float] = []
+    result: list[T] = []
 
     async def also(stop: asyncio.Event) -> None:
         assert service.intake is not None
@@ -81,7 +88,7 @@ async def serving(service: Claudomator, scenario: object) -> float:
         await until(lambda: service.store.source_state("bench") is not None)  # the baseline
         await asyncio.sleep(0.2)  # the watcher is armed
         try:
-            result.append(await scenario(service))  # type: ignore[operator]
+            result.append(await scenario(service))
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
             await running
@@ -94,7 +101,7 @@ async def bulk(service: Claudomator, repo: Path, n: int) -> float:
     for i in range(n):
         path = repo / "tasks" / f"batch{i // 100}" / f"t{i}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(TASK.format(i=i))
+        path.write_text(task(i))
     await asyncio.to_thread(git, repo, "add", "-A")
     await asyncio.to_thread(git, repo, "commit", "-q", "-m", f"{n} tasks")
     t0 = time.perf_counter()
@@ -103,13 +110,12 @@ async def bulk(service: Claudomator, repo: Path, n: int) -> float:
 
 
 def baseline_bulk(root: Path, repo: Path, n: int) -> float:
-    config = load_config(env={"CLAUDOMATOR_HOME": str(root)})
-    service = Claudomator(config)
+    service = make_service(env={"CLAUDOMATOR_HOME": str(root)})
     service.pause()
-    intake = Intake(service)
+    intake = Intake.of(service)
     t0 = time.perf_counter()
     for i in range(n):
-        data = TASK.format(i=i).encode()
+        data = task(i).encode()
         rel = f"batch{i // 100}/t{i}.yaml"
         intake.offer_bytes(
             "floor", rel, data, provenance={}, base_dir=repo, version=(f"blob{i}", "commit")
@@ -123,12 +129,16 @@ def baseline_bulk(root: Path, repo: Path, n: int) -> float:
 async def latencies(repo: Path, starts: Path, k: int) -> list[float]:
     out = []
     (repo / "tasks").mkdir(exist_ok=True)
+
+    def more_than(n: int) -> bool:
+        return len(started(starts)) > n
+
     for i in range(k):
-        (repo / "tasks" / f"one{i}.yaml").write_text(TASK.format(i=i))
+        (repo / "tasks" / f"one{i}.yaml").write_text(task(i))
         await asyncio.to_thread(git, repo, "add", "-A")
         await asyncio.to_thread(git, repo, "commit", "-q", "-m", f"one {i}")
         t0 = time.time_ns()
-        await until(lambda n=i: len(started(starts)) > n)
+        await until(functools.partial(more_than, i))
         out.append((max(started(starts)) - t0) / 1e9)
     return out
 
@@ -191,10 +201,10 @@ def main() -> None:
             repo = checkout(root / f"bulk{r}")
             write_config(root / f"home-bulk{r}", repo)
             env = {"CLAUDOMATOR_HOME": str(root / f"home-bulk{r}")}
-            service = Claudomator(load_config(env=env))
+            service = make_service(env=env)
             service.pause()
             queued_runs.append(
-                asyncio.run(serving(service, lambda s, repo=repo: bulk(s, repo, args.files)))
+                asyncio.run(serving(service, functools.partial(bulk, repo=repo, n=args.files)))
             )
             service.close()
             floor_runs.append(baseline_bulk(root / f"floor{r}", repo, args.files))
@@ -209,7 +219,7 @@ def main() -> None:
             "CLAUDOMATOR_HOME": str(root / "home-latency"),
             "CLAUDOMATOR_CLAUDE_BIN": str(claude),
         }
-        service = Claudomator(load_config(env=env))
+        service = make_service(env=env)
         lat = asyncio.run(serving(service, lambda s: latencies(repo, starts, args.commits)))
         service.close()
         for p in starts.iterdir():

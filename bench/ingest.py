@@ -47,28 +47,29 @@ from claudomator.ids import new_id
 from claudomator.service import Claudomator
 from claudomator.store.db import Store
 from claudomator.store.schema import ExecutionRow, TaskRow
+from tests.taskfiles import task_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def task_yaml(i: int) -> str:
-    """A typical task file (15 lines), as people write them."""
-    return (
-        f'name: "fix issue {i}"\n'
-        "priority: normal\n"
-        'timeout: "15m"\n'
-        "tags: [bench, intake]\n"
-        "claude:\n"
-        '  model: "sonnet"\n'
-        '  permission_mode: "acceptEdits"\n'
-        '  allowed_tools: ["Bash(git *)", "Read", "Edit"]\n'
-        "  max_turns: 30\n"
-        "  env: {BENCH: '1'}\n"
-        "  instructions: |\n"
-        f"    Fix issue {i}: the login form rejects valid e-mail addresses.\n"
-        "    Add a test that fails before the fix.\n"
-        "    Keep the change small.\n"
+def typical_task(i: int) -> str:
+    """A typical task file (14 lines), as people write them."""
+    return task_yaml(
+        f"fix issue {i}",
+        f"Fix issue {i}: the login form rejects valid e-mail addresses.\n"
+        "Add a test that fails before the fix.\n"
+        "Keep the change small.\n",
+        priority="normal",
+        timeout="15m",
+        tags=["bench", "intake"],
+        claude={
+            "model": "sonnet",
+            "permission_mode": "acceptEdits",
+            "allowed_tools": ["Bash(git *)", "Read", "Edit"],
+            "max_turns": 30,
+            "env": {"BENCH": "1"},
+        },
     )
 
 
@@ -130,7 +131,7 @@ def ingest_round(root: Path, n: int, timeout_s: float) -> dict[str, Any]:
     cli(env, "pause", "--reason", "bench: ingest only")
     names = [f"task-{i:05d}.yaml" for i in range(n)]
     for i, name in enumerate(names):
-        (staging / name).write_text(task_yaml(i))
+        (staging / name).write_text(typical_task(i))
     inbox, queued = home / "inbox", home / "queued"
     log_path = root / "serve.log"
     serve = start_serve(env, log_path)

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator.config import load_config
 from tests.fakes import make_instant_claude
+from tests.taskfiles import task_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -129,10 +130,6 @@ def wait_for(predicate: object, timeout_s: float, what: str, every_s: float = 0.
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(every_s)
-
-
-def task_yaml(name: str) -> str:
-    return f'name: "{name}"\nclaude:\n  instructions: "Say ok."\n'
 
 
 def spawn_floor(claude: Path, fifo: Fifo, n: int, cwd: Path) -> list[float]:
@@ -235,7 +232,7 @@ def main() -> None:
                 name = f"d{i:04d}"
                 # baseline drop
                 src = staging / f"{name}.yaml"
-                src.write_text(task_yaml(name))
+                src.write_text(task_yaml(name, "Say ok."))
                 dst = root / "base" / "inbox" / src.name
                 t0_ns = time.monotonic_ns()
                 os.rename(src, dst)
@@ -245,7 +242,7 @@ def main() -> None:
                 os.unlink(dst)
                 time.sleep(random.uniform(0.02, 0.05))
                 # serve drop
-                src.write_text(task_yaml(name))
+                src.write_text(task_yaml(name, "Say ok."))
                 wall = time.time()
                 t0_ns = time.monotonic_ns()
                 os.rename(src, inbox / src.name)

@@ -35,13 +35,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator import log
-from claudomator.config import load_config
 from claudomator.run import Run
 from claudomator.runner import RunResult
-from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.fakes import make_fake_claude
+from tests.services import make_service
 
 MB = 1_000_000
 CHUNK = 1 << 20
@@ -117,8 +116,8 @@ def cpu_s() -> float:
 
 async def full_run(claude: Path, text: str, home: Path, cwd: Path) -> dict[str, Any]:
     env = {"CLAUDOMATOR_HOME": str(home), "CLAUDOMATOR_CLAUDE_BIN": str(claude)}
-    config = load_config(env=env, flags={"max_concurrency": 1, "claude.working_dir": str(cwd)})
-    service = Claudomator(config)
+    service = make_service(env=env, flags={"max_concurrency": 1, "claude.working_dir": str(cwd)})
+    config = service.config
     results: list[RunResult] = []
     run = service.runner.run
 

@@ -20,12 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from claudomator import log
-from claudomator.config import load_config
 from claudomator.run import Run
-from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
 from tests.fakes import make_instant_claude
+from tests.services import make_service
 
 
 async def raw_rate(claude: Path, n: int, k: int, cwd: Path) -> float:
@@ -49,8 +48,7 @@ async def raw_rate(claude: Path, n: int, k: int, cwd: Path) -> float:
 
 async def full_rate(claude: Path, n: int, k: int, home: Path, cwd: Path) -> float:
     env = {"CLAUDOMATOR_HOME": str(home), "CLAUDOMATOR_CLAUDE_BIN": str(claude)}
-    config = load_config(env=env, flags={"max_concurrency": k, "claude.working_dir": str(cwd)})
-    service = Claudomator(config)
+    service = make_service(env=env, flags={"max_concurrency": k, "claude.working_dir": str(cwd)})
     specs = [
         TaskSpec.model_validate({"name": f"t{i}", "claude": {"instructions": "do it"}})
         for i in range(n)

@@ -8,20 +8,23 @@ Where things are (imports go down: entry → orchestration → adapters → pure
   pause/resume/drain, views), `lifecycle.py` (an execution from start to its recorded end),
   `recovery.py` (what start-up repairs, in order), `node.py` (the cluster: leases, relay),
   `publisher.py` (events to the hub, the mirror, the pool), `dependents.py`, `gate.py`,
-  `faults.py`, `intake.py` (claims and ingest), `pool.py`.
+  `faults.py`, `intake.py` (claims), `ingest.py` (the one path from a task file to recorded
+  tasks and its place), `pool.py`.
 - adapters: `store/` (one module per table over `store/database.py`; `store/reader.py` is the
   light stdlib read path), `spool.py` (the folders), `mirror.py` (files follow their tasks),
   `runner.py` + `proctree.py` + `logfiles.py` (claude as a subprocess), `sources/` (inbox and
   git), `notify.py`, `metrics.py`, `events.py`, `lock.py`, `log.py`.
-- pure: `task.py`, `taskfile.py` + `taskdoc.py` + `taskbuild.py`, `state.py`, `schedule.py`,
-  `stream.py` + `outcome.py` + `transcript.py`, `command.py`, `workdir.py`, `config*.py`,
-  `datadir.py`, `errors.py`.
+- pure: `records.py` (every record shown or passed around: task, execution, node, status,
+  event, an execution's start and end), `task.py`, `taskfile.py` + `taskdoc.py` +
+  `taskbuild.py`, `state.py`, `schedule.py`, `stream.py` + `outcome.py` + `transcript.py`,
+  `command.py`, `workdir.py`, `config*.py`, `datadir.py`, `errors.py`.
 
 One word per concept:
 
 - task: one unit of work from a task file or the API; an execution: one run of `claude -p`.
 - claim: the atomic rename that takes a file out of the inbox (nothing else is a claim).
-- ingest: a claimed file (or a body, or a committed blob) to recorded tasks.
+- ingest: a claimed file (or a body, or a committed blob) to recorded tasks (`ingest.py`);
+  a file that never runs is rejected: `rejected/` with its `.error`, by `Ingest.place` only.
 - start: the QUEUED → RUNNING compare-and-set that gives a task a slot.
 - mirror: moving spool files to where their tasks' committed states say, result files kept
   true; recovery: what start-up repairs after a crash, in one ordered procedure.

@@ -24,6 +24,7 @@ from claudomator.config_values import NUMBERS, did_you_mean
 from claudomator.datadir import DataDir, home_dir
 from claudomator.duration import format_duration, parse_duration
 from claudomator.errors import ConfigError
+from claudomator.records import JSONObject
 
 __all__ = [
     "KEYS",
@@ -126,8 +127,8 @@ def _toml_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _flatten(table: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _flatten(table: Mapping[str, Any], where: str, prefix: str = "") -> JSONObject:
+    out: JSONObject = {}
     for name, value in table.items():
         dotted = prefix + name
         if isinstance(value, dict) and dotted not in KEYS_BY_NAME:
@@ -151,7 +152,7 @@ def load_config(
     """Read config.toml in the data dir (if any), then the environment, then `flags` (by key name)."""
     env = os.environ if env is None else env
     data_dir = DataDir(home if home is not None else home_dir(env))
-    values: dict[str, Any] = {}
+    values: JSONObject = {}
     origins: dict[str, str] = {}
     path = data_dir.config_file
     if path.is_file():

@@ -11,6 +11,7 @@ from typing import Any
 from claudomator.config_values import boolean, names, tables
 from claudomator.duration import format_duration, parse_duration
 from claudomator.errors import ConfigError
+from claudomator.records import JSONObject
 
 SOURCE_FIELDS = (
     "name",
@@ -64,9 +65,7 @@ class GitSource:
 
 
 # The defaults of a table's optional fields are GitSource's (by attribute).
-_DEFAULT: dict[str, Any] = {
-    f.name: f.default for f in fields(GitSource) if f.default is not MISSING
-}
+_DEFAULT: JSONObject = {f.name: f.default for f in fields(GitSource) if f.default is not MISSING}
 
 
 def git_sources(value: object, where: str) -> tuple[GitSource, ...]:
@@ -88,7 +87,7 @@ class _FieldProblem(Exception):
         self.field, self.reason = field, reason
 
 
-def _git_source(table: dict[str, Any]) -> GitSource:
+def _git_source(table: JSONObject) -> GitSource:
     def text(field: str, *, required: bool = False) -> str:
         value = table.get(field, None if required else _DEFAULT[field])
         if value is None:

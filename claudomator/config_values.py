@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from claudomator.errors import ConfigError
+from claudomator.records import JSONObject
 
 
 def positive_int(value: object) -> int:
@@ -180,7 +181,7 @@ def is_url(text: str) -> bool:
 
 def tables(
     value: object, where: str, key: str, fields: Sequence[str], what: str
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Iterator[tuple[str, JSONObject]]:
     """An array of tables (`[[key]]`): each table with where it is, unknown keys refused."""
     if not isinstance(value, list):
         raise ConfigError(f"{where}: {key}: write each {what} as a [[{key}]] table")

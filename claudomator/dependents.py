@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from claudomator.events import Event
+from claudomator.records import Event
 from claudomator.schedule import dependency_verdict
 from claudomator.state import State
 from claudomator.store.db import Store

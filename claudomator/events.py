@@ -8,9 +8,8 @@ are published as `remote`: a subscriber that acts once per event cluster-wide (w
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-Event = dict[str, Any]
+from claudomator.records import Event
 
 
 class Subscription:
@@ -51,4 +50,4 @@ class Hub:
                 self.unsubscribe(sub)
                 while not sub.queue.empty():
                     sub.queue.get_nowait()
-                sub.queue.put_nowait({"type": "hub.overflow", "id": event.get("id")})
+                sub.queue.put_nowait({"type": "hub.overflow", "id": event.get("id", 0)})

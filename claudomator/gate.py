@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from claudomator.config import Config
-from claudomator.events import Event
+from claudomator.records import Event, PoolState
 from claudomator.schedule import Gate, pool_gate
 from claudomator.store.db import Store
 from claudomator.store.reader import Reader, start_of_today
@@ -30,7 +30,7 @@ class PoolGate:
         self._spent: tuple[float, float, float] | None = None  # (day, spent, when summed)
         self._spent_dirty = False
 
-    def set(self, **changes: Any) -> dict[str, Any]:
+    def set(self, **changes: Any) -> PoolState:
         """Change the pool's recorded state (`paused`, `reason`, `draining`,
         `rate_limited_until`, `rate_limit_reason`); returns it."""
         state, event = self.store.set_pool_state(**changes)

@@ -1,11 +1,11 @@
-"""The directory runner's intake: claims out of the inbox, task rows for valid files, rejections
-with the reason beside them, and the folders kept mirroring the store.
+"""The directory runner's intake: claims out of the inbox (and a git source's versions, staged),
+handed to the one ingest path (`claudomator.ingest`), and the repair of claims cut short.
 
 Claim protocol, so that a crash anywhere is repaired at start:
 1. the file is not being written (read lease; see `Spool.being_written`);
 2. a `files` row records the claim (folder `staging`, the staged name) — committed;
 3. one rename moves it into the private staging folder (the rename is the lock);
-4. the staged copy is parsed; its tasks and the file's next place (`queued/<path>` or
+4. the staged copy is parsed (`Ingest.record`); its tasks and the file's next place (`queued/<path>` or
    `rejected/<path>`) are committed in one transaction;
 5. the file is moved there (never overwriting), `.error` written beside a rejected one.
 After that the mirror (`claudomator.mirror`) keeps the file where its tasks' committed states
@@ -15,79 +15,52 @@ say: `queued/` until its first task starts, `running/` while one runs or may run
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import structlog
+from typing import Protocol
 
 from claudomator import failpoint
-from claudomator.errors import DatabaseUnavailable, FieldError, TaskFileError
+from claudomator.config import Config
 from claudomator.ids import new_id
-from claudomator.mirror import Mirror, fingerprint
+from claudomator.ingest import Claim, Ingest
+from claudomator.mirror import Mirror
+from claudomator.records import Event
 from claudomator.spool import Spool, is_watched_path
 from claudomator.state import State
-from claudomator.task import TaskSpec
-from claudomator.taskfile import ParsedFile, parse_file
-from claudomator.workdir import within
+from claudomator.store.db import Store
 
-if TYPE_CHECKING:
-    from claudomator.service import Claudomator
-
-log = structlog.get_logger("claudomator.intake")
+# withdraw a task that has not started (it was expected in one of the states); False if it had
+CancelIf = Callable[[str, list[State], str], bool]
 
 
-@dataclass
-class Claim:
-    file_id: str
-    rel: str  # relative to where it was found
-    staged: Path
-    folder: str  # where it was found: inbox, queued or running (repair), or "@<source name>"
-    provenance: dict[str, Any] | None = None
-    base_dir: Path | None = None  # a checkout: working_dir defaults to it and must stay inside
+class Parts(Protocol):
+    """What an intake is built from (the service has them all)."""
 
-    @property
-    def source(self) -> str:
-        return self.folder if self.folder.startswith("@") else "inbox"
+    config: Config
+    store: Store
 
-    @property
-    def spool_rel(self) -> str:
-        """Its path in the spool folders: sources other than the inbox live under `@name/`."""
-        return f"{self.folder}/{self.rel}" if self.folder.startswith("@") else self.rel
-
-
-def confine(spec: TaskSpec, base: Path | None, allowed_roots: Sequence[str]) -> TaskSpec:
-    """`spec` with its working_dir resolved: relative to a checkout (`base`, also its default),
-    and inside the checkout or one of `allowed_roots` (links resolved); ValueError otherwise."""
-    wd = spec.claude.working_dir
-    if base is None:
-        if not allowed_roots or not wd:
-            return spec
-        path = Path(os.path.expanduser(wd))
-    else:
-        path = base / os.path.expanduser(wd) if wd else base
-    real = os.path.realpath(path)
-    if not within(Path(real), ((str(base),) if base else ()) + tuple(allowed_roots)):
-        where = "the checkout or allowed_roots" if base else "allowed_roots"
-        raise ValueError(
-            f"claude.working_dir: {wd or str(path)!r} resolves to {real}, outside {where}"
-        )
-    if base is None:
-        return spec
-    return spec.model_copy(update={"claude": spec.claude.model_copy(update={"working_dir": real})})
+    def publish(self, events: Iterable[Event]) -> None: ...
+    def cancel_if(self, task_id: str, expect: list[State], reason: str) -> bool: ...
 
 
 class Intake:
-    def __init__(self, service: Claudomator) -> None:
-        self.service = service
-        self.store = service.store
-        self.spool = Spool(service.config.data_dir)
+    @classmethod
+    def of(cls, parts: Parts) -> Intake:
+        return cls(parts.config, parts.store, parts.publish, parts.cancel_if)
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        publish: Callable[[Iterable[Event]], None],
+        cancel_if: CancelIf,
+    ) -> None:
+        self.store, self.cancel_if = store, cancel_if
+        self.spool = Spool(config.data_dir)
         self.spool.ensure()
-        self.mirror = Mirror(self.store, self.spool)
+        self.mirror = Mirror(store, self.spool)
+        self.ingest = Ingest(config, store, self.spool, publish)
         self.pending: set[str] = set()  # inbox paths still being written
         self.base_dirs: dict[str, Path] = {}  # "@name" -> checkout root, set by the sources
 
@@ -126,7 +99,7 @@ class Intake:
                 claims.append(Claim(fid, rel, staged, folder))
         self.store.drop_files(gone)
         failpoint.reached("claimed")
-        self.ingest(claims)
+        self.ingest.record(claims)
         return len(claims)
 
     def offer_bytes(
@@ -135,7 +108,7 @@ class Intake:
         rel: str,
         data: bytes,
         *,
-        provenance: dict[str, Any],
+        provenance: dict[str, str],
         base_dir: Path,
         version: tuple[str, str],
     ) -> bool:
@@ -153,94 +126,39 @@ class Intake:
         if not recorded:
             staged.unlink()
             return False
-        self.ingest([Claim(file_id, rel, staged, "@" + source, provenance, base_dir)])
+        self.ingest.record([Claim(file_id, rel, staged, "@" + source, provenance, base_dir)])
+        return True
+
+    def refuse_bytes(
+        self,
+        source: str,
+        rel: str,
+        data: bytes,
+        *,
+        provenance: dict[str, str],
+        reason: str,
+        version: tuple[str, str],
+    ) -> bool:
+        """A version of a source's task file that never runs (`reason`): recorded (at most
+        once, ever) and put in `rejected/@source/<rel>` with the reason, never parsed. False
+        when the version was seen before."""
+        file_id = new_id()
+        claim = Claim(
+            file_id, rel, self.spool.staging / f"{file_id}-{Path(rel).name}", "@" + source
+        )
+        blob, commit = version
+        if not self.store.add_files(
+            [(file_id, claim.folder, rel, claim.staged.name)],
+            provenance_json=json.dumps(provenance),
+            version=(claim.folder, rel, blob, commit),
+        ):
+            return False
+        self.ingest.refuse(claim, reason, data)
         return True
 
     def recheck_pending(self) -> None:
         if self.pending:
             self.offer(list(self.pending))
-
-    def ingest(self, claims: list[Claim]) -> None:
-        """Parse staged files; record tasks and places in one transaction; then move the files."""
-        entries: list[tuple[str, list[Any], str, str, str]] = []
-        fingerprints: dict[str, str] = {}
-        moves: list[tuple[Claim, str, str, str]] = []  # claim, folder, name, error text
-        names: set[str] = set()
-        for claim in claims:
-            display = f"{claim.folder}/{claim.rel}"
-            error = ""
-            tasks: list[Any] = []
-            provenance = json.dumps(claim.provenance or {})
-            if self.spool.kind(claim.staged) != "regular":
-                error = f"{display}: not a regular file (a link or a special file is never read)"
-            else:
-                try:
-                    parsed = parse_file(
-                        claim.staged,
-                        display_path=display,
-                        known_name=lambda n: n in names or self.store.resolve_name(n) is not None,
-                        unknown_dependency="error",
-                        max_bytes=self.service.config.max_file_bytes,
-                    )
-                    specs = [
-                        confine(t, claim.base_dir, self.service.config.allowed_roots)
-                        for t in parsed.tasks
-                    ]
-                except TaskFileError as e:
-                    error = e.message
-                except ValueError as e:
-                    error = f"{display}: {e}"
-                else:
-                    names.update(t.name for t in specs)
-                    parsed = ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings)
-                    tasks = self.service.new_tasks(
-                        parsed,
-                        source=claim.source,
-                        source_path=claim.rel,
-                        provenance_json=provenance,
-                    )
-            folder = "rejected" if error else "queued"
-            name = self.spool.free_name(folder, claim.spool_rel)
-            with contextlib.suppress(FileNotFoundError):
-                fingerprints[claim.file_id] = fingerprint(os.lstat(claim.staged))
-            entries.append((claim.file_id, tasks, folder, name, error))
-            moves.append((claim, folder, name, error))
-        try:
-            _, events = self.store.ingest(entries, fingerprints)
-        except (DatabaseUnavailable, OSError):
-            raise  # nothing recorded: the claims are ingested again at the next sweep
-        except Exception as e:  # e.g. a dependency that vanished meanwhile: reject file by file
-            log.warning("intake.batch_failed", error=repr(e))
-            if len(claims) > 1:
-                for claim in claims:
-                    self.ingest([claim])
-                return
-            claim = claims[0]
-            err = str(FieldError(f"{claim.folder}/{claim.rel}", 0, 0, "", str(e)))
-            name = self.spool.free_name("rejected", claim.spool_rel)
-            _, events = self.store.ingest(
-                [(claim.file_id, [], "rejected", name, err)], fingerprints
-            )
-            moves = [(claim, "rejected", name, err)]
-        failpoint.reached("recorded")
-        failed: OSError | None = None  # a move that failed is done again by `finish_claims`
-        for claim, folder, name, error in moves:
-            try:
-                placed = self.spool.place(claim.staged, folder, name)
-                if placed != name:
-                    self.store.set_file(claim.file_id, name=placed)
-                if error:
-                    self.spool.write_error(placed, error)
-            except OSError as e:
-                failed = failed or e
-                placed = f"(still staged: {e.strerror})"
-            if error:
-                log.warning("intake.rejected", file=f"{claim.folder}/{claim.rel}", reason=error)
-            else:
-                log.info("intake.queued", file=f"{claim.folder}/{claim.rel}", name=placed)
-        self.service.publish(events)
-        if failed is not None:
-            raise failed
 
     def deleted(self, folder: str, names: Iterable[str]) -> None:
         """A person deleted files from `folder`; from queued/, their tasks that have not
@@ -251,7 +169,7 @@ class Intake:
             for task in self.store.file_tasks(row["id"]):
                 state = State(task["state"])
                 if state in (State.PENDING, State.QUEUED):
-                    self.service.cancel_if(task["id"], [state], "task file deleted from queued/")
+                    self.cancel_if(task["id"], [state], "task file deleted from queued/")
 
     def finish_claims(self) -> None:
         """Claims cut short (by a crash, a full disk, a folder not writable): a staged file whose
@@ -268,7 +186,7 @@ class Intake:
                 path.unlink()
             elif row["folder"] == "staging":
                 source = row["source"]
-                self.ingest(
+                self.ingest.record(
                     [
                         Claim(
                             row["id"],
@@ -281,10 +199,10 @@ class Intake:
                     ]
                 )
             elif row["folder"] in ("queued", "rejected"):  # recorded, not yet moved out
-                placed = self.spool.place(path, row["folder"], row["name"])
-                self.store.set_file(row["id"], name=placed)
-                if row["folder"] == "rejected":
-                    self.spool.write_error(placed, row["error"])
+                display = f"{row['source'] if row['source'].startswith('@') else 'inbox'}/{row['rel_path']}"
+                self.ingest.place(
+                    row["id"], path, row["folder"], row["name"], row["error"], display
+                )
 
     def ingest_strangers(self) -> None:
         """Files in queued/ or running/ that the store does not know (put there by a person, or
@@ -297,4 +215,4 @@ class Intake:
                 self.offer(strangers, folder)
 
 
-__all__ = ["Claim", "Intake", "confine"]
+__all__ = ["CancelIf", "Intake", "Parts"]

@@ -20,8 +20,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -30,12 +29,12 @@ from claudomator import failpoint
 from claudomator.config import Config
 from claudomator.dependents import Dependents
 from claudomator.errors import DatabaseUnavailable, LeaseLost
-from claudomator.events import Event
 from claudomator.faults import Faults
 from claudomator.gate import PoolGate
 from claudomator.node import Node
 from claudomator.outcome import Outcome
 from claudomator.pool import Pool
+from claudomator.records import Event, ExecutionEnd, RetryCounts, Started, StartedTask
 from claudomator.runner import Runner, RunResult
 from claudomator.schedule import after_execution
 from claudomator.secret import scrub
@@ -50,15 +49,6 @@ RECORD_RETRY_S = 0.5  # a result the database refused is tried again, doubling u
 PROGRESS_S = 0.25  # progress is written at most this often (and with the final record)
 
 ProgressEvent = tuple[str, str, str, dict[str, Any]]  # type, task id, execution id, data
-
-
-@dataclass(frozen=True)
-class Started:
-    """A task just started: its execution and the task row (this execution counted)."""
-
-    execution_id: str
-    event: Event
-    row: dict[str, Any]
 
 
 class Lifecycle:
@@ -106,10 +96,10 @@ class Lifecycle:
         except LeaseLost:
             self.node.doubt()
             return []
-        for execution_id, event, row in started:
-            self._started[event["task_id"]] = Started(execution_id, event, row)
-        self.publish([event for _, event, _ in started])
-        return [event["task_id"] for _, event, _ in started]
+        for one in started:
+            self._started[one.event["task_id"]] = one
+        self.publish([one.event for one in started])
+        return [one.event["task_id"] for one in started]
 
     async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
         """One execution of a task `start` started, to its recorded end. Never leaves it
@@ -117,7 +107,7 @@ class Lifecycle:
         started = self._started.pop(task_id, None)
         if started is None:
             return
-        execution_id, row = started.execution_id, started.row
+        execution_id, row = started.execution_id, started.task
         self._executions[task_id] = execution_id
         spec = TaskSpec.model_validate_json(row["config_json"])
         batch = ProgressBatch(self, task_id, execution_id, spec.name)
@@ -132,7 +122,7 @@ class Lifecycle:
             # its slot, until it is recorded (or, if this node lost its lease meanwhile, refused)
             for attempt in itertools.count():
                 try:
-                    self._record(task_id, execution_id, row, result, pending)
+                    self._record(task_id, execution_id, row, spec, result, pending)
                     return
                 except DatabaseUnavailable as e:
                     if attempt == 0:  # said once; it is recorded the moment the database is back
@@ -162,14 +152,15 @@ class Lifecycle:
         self,
         task_id: str,
         execution_id: str,
-        row: dict[str, Any],
+        row: StartedTask,
+        spec: TaskSpec,
         result: RunResult,
         progress: list[ProgressEvent],
     ) -> None:
         outcome, stream = result.outcome, result.stream
         final = stream.result or {}
         # what claude said may quote a secret of ours or of the task's env: never record it
-        task_env = json.loads(row["config_json"]).get("claude", {}).get("env") or {}
+        task_env = spec.claude.env
 
         def clean(text: str) -> str:
             return scrub(scrub(text), task_env)
@@ -180,34 +171,46 @@ class Lifecycle:
             execution_id,
             row,
             outcome,
-            exit_code=result.exit_code,
-            cost_usd=stream.cost_usd,
-            input_tokens=stream.input_tokens,
-            output_tokens=stream.output_tokens,
-            cache_read_tokens=stream.cache_read_tokens,
-            cache_creation_tokens=stream.cache_creation_tokens,
-            model_usage_json=json.dumps(stream.model_usage),
-            session_id=stream.session_id or "",
-            num_turns=stream.num_turns,
-            duration_ms=stream.duration_ms,
-            cli_version=stream.cli_version or "",
-            model=stream.model or "",
-            result_text=clean(str(final.get("result") or "")),
-            errors_json=clean(json.dumps(final.get("errors") or [])),
-            permission_denials_json=json.dumps(final.get("permission_denials") or []),
-            api_error_status=outcome.api_error_status,
+            retry=spec.retry,
             progress=progress,
+            end=ExecutionEnd(
+                exit_code=result.exit_code,
+                cost_usd=stream.cost_usd,
+                input_tokens=stream.input_tokens,
+                output_tokens=stream.output_tokens,
+                cache_read_tokens=stream.cache_read_tokens,
+                cache_creation_tokens=stream.cache_creation_tokens,
+                model_usage_json=json.dumps(stream.model_usage),
+                session_id=stream.session_id or "",
+                num_turns=stream.num_turns,
+                duration_ms=stream.duration_ms,
+                cli_version=stream.cli_version or "",
+                model=stream.model or "",
+                result_text=clean(str(final.get("result") or "")),
+                errors_json=clean(json.dumps(final.get("errors") or [])),
+                permission_denials_json=json.dumps(final.get("permission_denials") or []),
+                api_error_status=outcome.api_error_status,
+            ),
         )
         self.gate.spent_changed()
         failpoint.reached("finished")
         self._ended(task_id, events)
 
     def finish(
-        self, task_id: str, execution_id: str, row: dict[str, Any], outcome: Outcome, **values: Any
+        self,
+        task_id: str,
+        execution_id: str,
+        row: RetryCounts,
+        outcome: Outcome,
+        retry: RetryPolicy | None = None,
+        progress: Sequence[ProgressEvent] = (),
+        end: ExecutionEnd | None = None,
     ) -> list[Event]:
         """Record an execution's end and what the retry policy says of its task. `row` holds the
-        task's attempts (this execution counted), requeues and retry policy."""
-        retry = RetryPolicy.model_validate_json(row.get("retry_json") or "{}")
+        task's attempts (this execution counted), requeues and retry policy (`retry`: the same,
+        already parsed)."""
+        if retry is None:
+            retry = RetryPolicy.model_validate_json(row["retry_json"] or "{}")
         after = after_execution(
             outcome_state=outcome.state,
             reason=outcome.reason,
@@ -235,7 +238,8 @@ class Lifecycle:
                     "attempts": row["attempts"] - 1,
                     "requeues": row["requeues"] + 1,
                 },
-                **values,
+                progress=progress,
+                end=end,
             )
             if events:  # a stale result (this node was found lost) pauses nobody
                 until = time.strftime("%H:%M:%S", time.localtime(after.not_before))
@@ -248,14 +252,23 @@ class Lifecycle:
         if after.state is State.QUEUED:
             then = (State.QUEUED, after.reason, {"not_before": after.not_before})
         return self.store.finish_execution(
-            execution_id, task_id, state=outcome.state, reason=outcome.reason, then=then, **values
+            execution_id,
+            task_id,
+            state=outcome.state,
+            reason=outcome.reason,
+            then=then,
+            progress=progress,
+            end=end,
         )
 
     def fail(self, task_id: str, execution_id: str, reason: str) -> None:
         """End an execution whose process is gone (`interrupted`, `node lost`): FAILED, then the
         retry policy applies."""
-        row = self.store.task_row(task_id) or {}
-        self._ended(task_id, self.finish(task_id, execution_id, row, Outcome(State.FAILED, reason)))
+        row = self.store.task_row(task_id)
+        counts: RetryCounts = row or {"attempts": 0, "requeues": 0, "retry_json": "{}"}
+        self._ended(
+            task_id, self.finish(task_id, execution_id, counts, Outcome(State.FAILED, reason))
+        )
 
     def _ended(self, task_id: str, events: list[Event]) -> None:
         self.publish(events)
@@ -329,4 +342,4 @@ def _crashed(state: State, reason: str) -> RunResult:
     return RunResult(Outcome(state, reason), StreamState(), None, 0, "")
 
 
-__all__ = ["Lifecycle", "ProgressBatch", "Started"]
+__all__ = ["Lifecycle", "ProgressBatch"]

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import (
@@ -24,12 +23,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from claudomator.records import Status
 from claudomator.store.reader import Reader
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
 DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
-Status = Callable[[], dict[str, Any]]
+Overview = Callable[[], Status]  # the service's status view
 
 
 class Metrics:
@@ -38,7 +38,7 @@ class Metrics:
     def __init__(
         self,
         database: Path | str,
-        status: Status,
+        status: Overview,
         notify_stats: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -62,7 +62,7 @@ class Metrics:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, database: Path | str, status: Status) -> None:
+    def __init__(self, database: Path | str, status: Overview) -> None:
         self.database = database  # the SQLite file or the PostgreSQL URL
         self.status = status
 

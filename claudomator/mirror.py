@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
+from claudomator.records import FileTask, ResultFile, ResultTask, StoredFile
 from claudomator.spool import Spool
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.rows import execution_json
@@ -97,14 +98,15 @@ class Mirror:
         self.store.set_file(file_id, folder=target, name=placed)
 
     def _write_result(self, file_id: str, name: str) -> None:
-        row = self.store.file(file_id) or {}
-        self.spool.write_result(name, result_json(row, self.store.file_tasks(file_id)))
+        row = self.store.file(file_id)
+        if row is not None:
+            self.spool.write_result(name, result_json(row, self.store.file_tasks(file_id)))
 
     def _remove_beside(self, folder: str, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.spool.folder(folder) / (name + SIDE_FILE[folder])).unlink()
 
-    def deleted(self, folder: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    def deleted(self, folder: str, names: Iterable[str]) -> list[StoredFile]:
         """Files a person deleted (or moved away) from `folder`: forgotten, with their side
         file. Returns their rows (a file deleted from queued/ cancels its tasks: the caller's)."""
         by_name = {f["name"]: f for f in self.store.files([folder])}
@@ -176,9 +178,9 @@ def side_file_left(name: str, suffix: str, beside: set[str]) -> bool:
     return name.endswith(suffix) and name[: -len(suffix)] not in beside
 
 
-def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
     """`<name>.result.json`: every task's state, reason, cost, tokens, executions, logs."""
-    out = []
+    out: list[ResultTask] = []
     for t in tasks:
         execs = [execution_json(e) for e in t["executions"]]
         out.append(
@@ -190,14 +192,16 @@ def result_json(row: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, A
                 "attempts": t["attempts"],
                 "cost_usd": round(sum(e["cost_usd"] for e in execs), 10),
                 "tokens": {
-                    k: sum(e["tokens"][k] for e in execs)
-                    for k in ("input", "output", "cache_read", "cache_creation")
+                    "input": sum(e["tokens"]["input"] for e in execs),
+                    "output": sum(e["tokens"]["output"] for e in execs),
+                    "cache_read": sum(e["tokens"]["cache_read"] for e in execs),
+                    "cache_creation": sum(e["tokens"]["cache_creation"] for e in execs),
                 },
                 "execution_ids": [e["id"] for e in execs],
                 "executions": execs,
             }
         )
-    return {"file": row.get("rel_path", ""), "source": row.get("source", ""), "tasks": out}
+    return {"file": row["rel_path"], "source": row["source"], "tasks": out}
 
 
 __all__ = [

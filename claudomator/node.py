@@ -27,9 +27,9 @@ import structlog
 from claudomator.config import Config
 from claudomator.datadir import DataDir, write_private
 from claudomator.errors import ClaudomatorError, DatabaseUnavailable
-from claudomator.events import Event
 from claudomator.pool import Pool
 from claudomator.proctree import kill_tree, leftovers, process_started
+from claudomator.records import Event, StoredNode
 from claudomator.store.db import Store
 from claudomator.store.nodes import UP, Nodes
 from claudomator.store.reader import Reader
@@ -79,7 +79,7 @@ def node_id_for(data_dir: DataDir, configured: str, host: str) -> str:
 
 
 def may_take(
-    row: dict[str, Any] | None,
+    row: StoredNode | None,
     *,
     host: str,
     pid: int,

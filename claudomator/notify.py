@@ -27,7 +27,8 @@ import structlog
 
 from claudomator import __version__
 from claudomator.config_notify import DAILY_BUDGET_REACHED, RATE_LIMITED, NotifyTarget
-from claudomator.events import Event, Hub, Subscription
+from claudomator.events import Hub, Subscription
+from claudomator.records import Event
 
 log = structlog.get_logger("claudomator.notify")
 

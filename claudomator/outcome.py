@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from claudomator.records import JSONObject
 from claudomator.state import State
 from claudomator.streamjson import as_int, as_list, as_num, as_str, one_line
 
@@ -25,7 +26,7 @@ class Ending:
     exit_code: int | None  # negative: killed by that signal
     stderr_tail: str
     budget_usd: float | None  # the task's max_budget_usd
-    result: dict[str, Any] | None  # StreamState.result
+    result: JSONObject | None  # StreamState.result
     api_error: str | None = None
     rate_limit_status: str | None = None
     rate_limit_resets_at: float | None = None

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from claudomator.events import Event, Hub
+from claudomator.events import Hub
 from claudomator.faults import Faults
+from claudomator.records import Event
 
 if TYPE_CHECKING:
     from claudomator.mirror import Mirror

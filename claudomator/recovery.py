@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from claudomator.dependents import Dependents
-from claudomator.events import Event
 from claudomator.lifecycle import Lifecycle
 from claudomator.node import Node
 from claudomator.proctree import kill_tree, leftovers, process_started, process_tree
 from claudomator.publisher import Publisher
+from claudomator.records import Event
 from claudomator.schedule import owner_gone
 from claudomator.state import State
 from claudomator.store.db import Store

@@ -12,9 +12,8 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from claudomator.events import Event
+from claudomator.records import Event, Task
 from claudomator.service import Claudomator
 from claudomator.state import FINAL_STATES, State
 
@@ -93,7 +92,7 @@ def run_files(
     *,
     fail_on_rate_limit: bool = False,
     on_event: Callable[[Event], None] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Task]:
     """Record the files' tasks (all or none), run them until all are final (SIGINT/SIGTERM:
     cancel cleanly), and return them in order. `on_event` hears each event from the first
     start on."""
@@ -104,7 +103,7 @@ def run_files(
 
 async def _run_files(
     service: Claudomator, files: list[Path], on_event: Callable[[Event], None] | None
-) -> list[dict[str, Any]]:
+) -> list[Task]:
     ids = service.submit_files(files, source="run")
     service.recovery.end_orphans()
     run = Run(service, ids)

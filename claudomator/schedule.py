@@ -6,6 +6,7 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from claudomator.records import PoolState
 from claudomator.state import State
 
 RATE_LIMIT_BACKOFF_S = 60.0
@@ -76,7 +77,7 @@ def disk_full(error: BaseException) -> bool:
 
 
 def pool_gate(
-    state: dict[str, object],
+    state: PoolState,
     *,
     now: float,
     spent_today: float,

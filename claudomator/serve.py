@@ -72,7 +72,7 @@ def git_sources(service: Claudomator, intake: Intake, **options: float) -> GitSo
     from claudomator.sources.git import GitSources
     from claudomator.sources.links import Hooks, Links
 
-    hooks = Hooks(intake.offer_bytes, service.cancel_if, service.publish)
+    hooks = Hooks(intake.offer_bytes, intake.refuse_bytes, service.cancel_if)
     links = Links(service.store, intake.spool, intake.base_dirs, hooks)
     return GitSources.wired(service.config, links, **options)
 
@@ -114,7 +114,7 @@ class ServeLoop:
         try:
             lock.acquire(f"pid {service.node.process.pid} on {service.node.process.host}")
             service.node.join("serve")
-            intake = Intake(service)
+            intake = Intake.of(service)
             sources = None
             if config.sources:
                 sources = git_sources(service, intake)  # before recovery: it sets base_dirs

@@ -24,23 +24,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from claudomator import records
 from claudomator.config import Config
 from claudomator.dependents import Dependents
 from claudomator.errors import ClaudomatorError, NotFoundError, TaskFileError, TransitionError
-from claudomator.events import Event, Hub
+from claudomator.events import Hub
 from claudomator.faults import Faults
 from claudomator.gate import PoolGate
+from claudomator.ingest import new_tasks
 from claudomator.lifecycle import Lifecycle
 from claudomator.node import Node, Process
 from claudomator.pool import Pool
 from claudomator.publisher import Listener, Publisher
+from claudomator.records import Event
 from claudomator.recovery import Recovery
 from claudomator.runner import Runner
 from claudomator.schedule import Gate, dependency_verdict
 from claudomator.state import MANUAL_RETRY_ONLY, State
-from claudomator.store.db import NewTask, Store
+from claudomator.store.db import Store
 from claudomator.store.reader import Reader
-from claudomator.task import PRIORITY_RANK
 from claudomator.taskfile import ParsedFile, parse_bytes, parse_file, parse_object
 from claudomator.views import Views
 
@@ -131,9 +133,9 @@ class Claudomator:
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, parsed: ParsedFile, *, source: str, **options: Any) -> list[str]:
-        """Record the tasks of one file (`options` as for `new_tasks`); QUEUED unless held or
+        """Record the tasks of one file (`options` as for `ingest.new_tasks`); QUEUED unless held or
         waiting for dependencies."""
-        ids, events = self.store.add_tasks(self.new_tasks(parsed, source=source, **options))
+        ids, events = self.store.add_tasks(new_tasks(parsed, source=source, **options))
         self.publish(events)
         return ids
 
@@ -189,37 +191,9 @@ class Claudomator:
     def _known(self, name: str) -> bool:
         return self.store.resolve_name(name) is not None
 
-    def new_tasks(
-        self,
-        parsed: ParsedFile,
-        *,
-        source: str,
-        source_path: str = "",
-        held: bool = False,
-        dispatcher: str = "",
-        provenance_json: str = "{}",
-    ) -> list[NewTask]:
-        return [
-            NewTask(
-                name=spec.name,
-                spec_json=spec.model_dump_json(),
-                priority=spec.priority,
-                priority_rank=PRIORITY_RANK[spec.priority],
-                tags=list(spec.tags),
-                depends_on=list(spec.depends_on),
-                retry_json=spec.retry.model_dump_json(),
-                source=source,
-                source_path=source_path or parsed.path,
-                held=held,
-                dispatcher=dispatcher,
-                provenance_json=provenance_json,
-            )
-            for spec in parsed.tasks
-        ]
-
     # -- acting on a task ----------------------------------------------------------------------
 
-    def release(self, task_id: str) -> dict[str, Any]:
+    def release(self, task_id: str) -> records.TaskDetail:
         """A task held PENDING (created without `run`) becomes runnable: QUEUED, or PENDING until
         its dependencies complete."""
         row = self.store.task_row(task_id)
@@ -242,7 +216,7 @@ class Claudomator:
         """Cancel a task that has not started; its dependents follow."""
         return self.dependents.cancel(task_id, expect, reason)
 
-    def cancel(self, task_id: str) -> dict[str, Any]:
+    def cancel(self, task_id: str) -> records.TaskDetail:
         """PENDING/QUEUED → CANCELLED at once; a RUNNING task's execution is stopped by its owner."""
         state = State(self.task(task_id)["state"])
         if state in (State.PENDING, State.QUEUED):
@@ -258,7 +232,7 @@ class Claudomator:
             f"task {task_id} is {state.value}: only PENDING, QUEUED or RUNNING can be cancelled"
         )
 
-    def retry(self, task_id: str) -> dict[str, Any]:
+    def retry(self, task_id: str) -> records.TaskDetail:
         """A final task that did not complete goes back to QUEUED, by hand."""
         state = State(self.task(task_id)["state"])
         if state not in (State.FAILED, State.TIMED_OUT) and state not in MANUAL_RETRY_ONLY:
@@ -296,29 +270,29 @@ class Claudomator:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def tasks(self, **filters: Any) -> list[dict[str, Any]]:
+    def tasks(self, **filters: Any) -> list[records.Task]:
         return self.views.tasks(**filters)
 
-    def task(self, task_id: str) -> dict[str, Any]:
+    def task(self, task_id: str) -> records.TaskDetail:
         return self.views.task(task_id)
 
-    def execution(self, execution_id: str) -> dict[str, Any]:
+    def execution(self, execution_id: str) -> records.Execution:
         return self.views.execution(execution_id)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> records.Status:
         return self.views.status()
 
-    def nodes(self) -> list[dict[str, Any]]:
+    def nodes(self) -> list[records.Node]:
         return self.views.nodes()
 
-    def costs(self, days: int) -> dict[str, list[dict[str, Any]]]:
+    def costs(self, days: int) -> records.Costs:
         return self.views.costs(days)
 
     def task_env(self, task_id: str) -> dict[str, str]:
         """The env a task gives claude (its values are masked wherever they are shown)."""
-        row = self.store.task_row(task_id) or {}
-        env = (json.loads(row.get("config_json") or "{}").get("claude") or {}).get("env") or {}
-        return {str(k): str(v) for k, v in env.items()}
+        row = self.store.task_row(task_id)
+        env = (json.loads(row["config_json"]).get("claude") or {}).get("env") if row else None
+        return {str(k): str(v) for k, v in (env or {}).items()}
 
 
 def _spent_by_others(gate: PoolGate) -> Listener:

@@ -17,9 +17,10 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from claudomator.datadir import DIR_MODE, FILE_MODE, DataDir, create_private, write_private
+from claudomator.records import ResultFile
 
 FOLDERS = ("queued", "running", "done", "rejected")
 TASK_SUFFIXES = (".yaml", ".yml")
@@ -189,7 +190,7 @@ class Spool:
         """`rejected/<name>.error`: why the file never runs."""
         self.write_beside("rejected", name, ".error", error + "\n")
 
-    def write_result(self, name: str, data: dict[str, Any]) -> None:
+    def write_result(self, name: str, data: ResultFile) -> None:
         self.write_beside("done", name, ".result.json", json.dumps(data, indent=2) + "\n")
 
     def exists(self, folder: str, name: str) -> bool:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from claudomator.records import JSONObject
 from claudomator.streamjson import (
     KNOWN_TYPES,
     SUMMARY_MAX,
@@ -48,7 +49,7 @@ class Progress:
     """Something worth telling live. `fields` never use the event keys id/type/at/name/state."""
 
     kind: str  # started | tool_call | text | cost | api_retry | rate_limit
-    fields: dict[str, Any]
+    fields: JSONObject
 
 
 @dataclass
@@ -58,14 +59,14 @@ class StreamState:
     session_id: str | None = None
     cli_version: str | None = None
     model: str | None = None
-    result: dict[str, Any] | None = None  # the last result line, parsed
+    result: JSONObject | None = None  # the last result line, parsed
     cost_usd: float = 0.0  # the last total_cost_usd the process reported
     estimated_cost_usd: float = 0.0  # live, from each distinct message.id's start usage
     input_tokens: int = 0  # the last result's usage (main loop only)
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
-    model_usage: dict[str, Any] = field(default_factory=dict)  # the last result's modelUsage
+    model_usage: JSONObject = field(default_factory=dict)  # the last result's modelUsage
     num_turns: int | None = None
     duration_ms: int | None = None
     tool_calls: int = 0
@@ -115,7 +116,7 @@ def _is_user_line(line: bytes) -> bool:
     return bool(_USER_HEAD.match(line)) or bool(_USER_TAIL.search(line, max(0, len(line) - 256)))
 
 
-def _on_system(state: StreamState, msg: dict[str, Any]) -> Progress | None:
+def _on_system(state: StreamState, msg: JSONObject) -> Progress | None:
     subtype = msg.get("subtype")
     if subtype == "init":
         state.session_id = as_str(msg.get("session_id")) or state.session_id
@@ -129,7 +130,7 @@ def _on_system(state: StreamState, msg: dict[str, Any]) -> Progress | None:
     return None
 
 
-def _on_assistant(state: StreamState, msg: dict[str, Any]) -> Progress | None:
+def _on_assistant(state: StreamState, msg: JSONObject) -> Progress | None:
     state.api_error = as_str(msg.get("error"))
     message = msg.get("message")
     if not isinstance(message, dict):
@@ -160,7 +161,7 @@ def _on_assistant(state: StreamState, msg: dict[str, Any]) -> Progress | None:
     return progress
 
 
-def _on_result(state: StreamState, msg: dict[str, Any]) -> Progress:
+def _on_result(state: StreamState, msg: JSONObject) -> Progress:
     state.result = msg
     state.session_id = as_str(msg.get("session_id")) or state.session_id
     cost = as_num(msg.get("total_cost_usd"))
@@ -180,7 +181,7 @@ def _on_result(state: StreamState, msg: dict[str, Any]) -> Progress:
     return Progress("cost", {**final, "estimated_cost_usd": round(state.estimated_cost_usd, 6)})
 
 
-def _on_rate_limit(state: StreamState, msg: dict[str, Any]) -> Progress | None:
+def _on_rate_limit(state: StreamState, msg: JSONObject) -> Progress | None:
     info = msg.get("rate_limit_info")
     if not isinstance(info, dict):
         return None

@@ -3,12 +3,13 @@ JSON Schema written by `claudomator schema`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic import ValidationError as ValidationError  # re-exported: pydantic stays here
 
 from claudomator.duration import parse_duration
+from claudomator.records import JSONObject
 from claudomator.secret import mask_env
 
 PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
@@ -36,7 +37,9 @@ class ClaudeSpec(_Strict):
     """How to run claude for this task."""
 
     instructions: str = Field(min_length=1, description="the prompt, sent to claude on stdin")
-    model: str | None = Field(None, description="alias or full model id; default from config")
+    model: str | None = Field(
+        default=None, description="alias or full model id; default from config"
+    )
     working_dir: str | None = Field(
         None, description="where claude runs; default [claude] working_dir, else home"
     )
@@ -55,7 +58,7 @@ class ClaudeSpec(_Strict):
         default_factory=list, description='e.g. ["Bash(git *)", "Edit"]'
     )
     disallowed_tools: list[str] = Field(default_factory=list)
-    max_turns: int | None = Field(None, gt=0, strict=True)
+    max_turns: int | None = Field(default=None, gt=0, strict=True)
     append_system_prompt: str | None = None
     add_dirs: list[str] = Field(default_factory=list)
     fallback_model: str | None = None
@@ -79,7 +82,9 @@ class TaskSpec(_Strict):
 
     name: str = Field(min_length=1)
     claude: ClaudeSpec
-    timeout: Duration | None = Field(None, description="default [claude] timeout from config")
+    timeout: Duration | None = Field(
+        default=None, description="default [claude] timeout from config"
+    )
     priority: Literal["high", "normal", "low"] = "normal"
     tags: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(
@@ -87,7 +92,7 @@ class TaskSpec(_Strict):
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy.model_validate({}))
 
-    def shown(self) -> dict[str, Any]:
+    def shown(self) -> JSONObject:
         """The spec as JSON for people: secret-looking env values masked."""
         data = self.model_dump(mode="json")
         data["claude"]["env"] = mask_env(self.claude.env)
@@ -97,11 +102,11 @@ class TaskSpec(_Strict):
 class BatchSpec(_Strict):
     """A batch file: `tasks:` with optional `defaults:` merged into each."""
 
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    defaults: JSONObject = Field(default_factory=dict)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema() -> JSONObject:
     """JSON Schema accepting a task file or a batch file."""
     task = TaskSpec.model_json_schema(ref_template="#/$defs/{model}")
     batch = BatchSpec.model_json_schema(ref_template="#/$defs/{model}")

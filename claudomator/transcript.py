@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
+from claudomator.records import JSONObject
 from claudomator.streamjson import (
     TOOL_BLOCKS,
     as_epoch,
@@ -52,7 +52,7 @@ def render(line: bytes) -> str | None:
     return text + (f" ({which})" if which else "")
 
 
-def _render_system(msg: dict[str, Any]) -> str | None:
+def _render_system(msg: JSONObject) -> str | None:
     subtype = msg.get("subtype")
     if subtype == "init":
         return (
@@ -72,7 +72,7 @@ def _render_system(msg: dict[str, Any]) -> str | None:
     return None
 
 
-def _render_block(block: dict[str, Any], role: str) -> str | None:
+def _render_block(block: JSONObject, role: str) -> str | None:
     kind = block.get("type")
     if not isinstance(kind, str):
         return None
@@ -100,7 +100,7 @@ def _render_block(block: dict[str, Any], role: str) -> str | None:
     return None
 
 
-def _render_result(msg: dict[str, Any]) -> str:
+def _render_result(msg: JSONObject) -> str:
     subtype = as_str(msg.get("subtype")) or "?"
     if subtype == "success" and msg.get("is_error"):
         status = as_int(msg.get("api_error_status"))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from claudomator.config import Config
 from claudomator.errors import NotFoundError, TaskFileError
 from claudomator.logfiles import elsewhere
+from claudomator.records import Costs, Execution, Node, Source, Status, Task, TaskDetail
 from claudomator.state import State
 from claudomator.store.reader import Reader, source_key, start_of_today
 from claudomator.store.rows import iso
@@ -62,44 +63,44 @@ class Views:
         """This data dir's node id, if it has one yet (never made here)."""
         return self.config.node_id or self.config.data_dir.node_id()
 
-    def tasks(self, **filters: Any) -> list[dict[str, Any]]:
+    def tasks(self, **filters: Any) -> list[Task]:
         """Newest first; `filters` as for `Reader.list_tasks` (state, tag, ids, limit, …)."""
         return self.reader.list_tasks(**filters)
 
-    def task(self, task_id: str) -> dict[str, Any]:
+    def task(self, task_id: str) -> TaskDetail:
         """One task with its executions."""
         data = self.reader.task(task_id)
         if data is None:
             raise NotFoundError(f"no task with id {task_id!r}")
         return data
 
-    def execution(self, execution_id: str) -> dict[str, Any]:
+    def execution(self, execution_id: str) -> Execution:
         found = self.reader.execution(execution_id)
         if found is None:
             raise NotFoundError(f"no execution with id {execution_id!r}")
         return found
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         """Counts by state, running executions, the pool, today's spend, the nodes."""
         return self.reader.status(
             daily_budget_usd=self.config.daily_budget_usd, slots=self.config.max_concurrency
         )
 
-    def nodes(self) -> list[dict[str, Any]]:
+    def nodes(self) -> list[Node]:
         return self.reader.nodes()
 
-    def costs(self, days: int) -> dict[str, list[dict[str, Any]]]:
+    def costs(self, days: int) -> Costs:
         """Spend per local day and per tag over the last `days` days (today included)."""
         return self.reader.costs(start_of_today() - (days - 1) * 86400.0)
 
-    def sources(self) -> list[dict[str, Any]]:
+    def sources(self) -> list[Source]:
         """The configured sources, each with this node's progress (each node walks its own
         checkout; a row from before nodes existed is keyed by the name alone)."""
         stored = {row["name"]: row for row in self.reader.sources()}
         node = self.this_node
-        rows = []
+        rows: list[Source] = []
         for source in self.config.sources:
-            state = stored.get(source_key(source.name, node)) or stored.get(source.name) or {}
+            state = stored.get(source_key(source.name, node)) or stored.get(source.name)
             rows.append(
                 {
                     "name": source.name,
@@ -108,9 +109,9 @@ class Views:
                     "subdir": source.subdir,
                     "branch": source.branch,
                     "remote": source.remote,
-                    "last_commit": state.get("last_commit") or None,
-                    "error": state.get("error") or None,
-                    "updated_at": iso(state.get("updated_at")),
+                    "last_commit": state["last_commit"] or None if state else None,
+                    "error": state["error"] or None if state else None,
+                    "updated_at": iso(state["updated_at"]) if state else None,
                 }
             )
         return rows

@@ -19,6 +19,7 @@ from claudomator.cli import cli
 from claudomator.state import State
 from claudomator.store.db import Store
 from tests.apiserver import LiveServer
+from tests.taskfiles import batch_yaml, task_data
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -80,16 +81,11 @@ def test_create_with_run_queues_at_once(client: httpx.Client) -> None:
 
 
 def test_yaml_body_and_batch(client: httpx.Client) -> None:
-    yaml_body = b"""
-defaults:
-  tags: [nightly]
-tasks:
-  - name: build
-    claude: {instructions: "make it build"}
-  - name: test
-    depends_on: [build]
-    claude: {instructions: "make it pass"}
-"""
+    yaml_body = batch_yaml(
+        task_data("build", "make it build"),
+        task_data("test", "make it pass", depends_on=["build"]),
+        defaults={"tags": ["nightly"]},
+    )
     response = client.post(
         "/api/tasks", content=yaml_body, headers={"Content-Type": "application/yaml"}
     )

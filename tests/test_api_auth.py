@@ -22,10 +22,10 @@ from claudomator.api.access import HostRule, auth_required, host_name, is_loopba
 from claudomator.cli import cli
 from claudomator.config import load_config
 from claudomator.errors import ConfigError
-from claudomator.service import Claudomator
 from claudomator.store.reader import Reader
 from claudomator.token import Tokens, ensure_token, read_token, token_path
 from tests.apiserver import LiveServer
+from tests.services import make_service
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -151,13 +151,10 @@ def test_a_token_others_can_read_is_refused(home: Path) -> None:
 def test_the_api_refuses_to_start_without_a_token(
     tmp_path: Path, flags: dict[str, object], reason: str
 ) -> None:
-    service = Claudomator(load_config(home=tmp_path / "d", env={}, flags=flags))
-    try:
+    with make_service(tmp_path / "d", env={}, flags=flags) as service:
         with pytest.raises(ConfigError, match=re.escape(reason)) as info:
             Api(service)
         assert "claudomator token" in info.value.message
-    finally:
-        service.close()
 
 
 # -- every route, a real server --------------------------------------------------------------
@@ -285,8 +282,8 @@ def test_websocket_token_and_origin(secured: tuple[LiveServer, str, str]) -> Non
     assert ws_status(live.ws_url + f"?token={full}") == 101
     assert ws_status(live.ws_url + f"?token={read_only}") == 101  # watching is reading
     assert ws_status(live.ws_url, additional_headers={"Authorization": f"Bearer {full}"}) == 101
-    assert ws_status(live.ws_url + f"?token={full}", origin=live.url) == 101  # type: ignore[arg-type]
-    assert ws_status(live.ws_url + f"?token={full}", origin="https://evil.example") == 403  # type: ignore[arg-type]
+    assert ws_status(live.ws_url + f"?token={full}", origin=live.url) == 101
+    assert ws_status(live.ws_url + f"?token={full}", origin="https://evil.example") == 403
     assert (
         ws_status(live.ws_url + f"?token={full}", additional_headers={"Host": "evil.example"})
         == 400

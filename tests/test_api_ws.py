@@ -37,7 +37,9 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def ws(live: LiveServer, query: str = "", **kwargs: Any) -> ClientConnection:
-    return connect(live.ws_url + query, open_timeout=5, proxy=None, **kwargs)
+    # with **kwargs, mypy cannot tell connect's overloads apart (legacy=False gives a reconnect)
+    conn: ClientConnection = connect(live.ws_url + query, open_timeout=5, proxy=None, **kwargs)
+    return conn
 
 
 def receive_until(conn: ClientConnection, done: Any, timeout_s: float = 15) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 
 from claudomator.config import config_template
 from tests.poll import wait_for
+from tests.taskfiles import batch_yaml, scenario, task_data, task_yaml
 
 
 def cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -41,13 +42,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-def task(name: str, instructions: str = "do it", **extra: str) -> str:
-    lines = [f"name: {name}", "claude:", "  instructions: |"]
-    lines += [f"    {line}" for line in instructions.splitlines()]
-    lines += [f"{k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
@@ -78,11 +72,11 @@ def test_init_is_idempotent_and_never_overwrites(home: Path) -> None:
 
 
 def test_validate(tmp_path: Path) -> None:
-    good = write(tmp_path / "good.yaml", task("a"))
+    good = write(tmp_path / "good.yaml", task_yaml("a"))
     bad = write(
         tmp_path / "bad.yaml", "name: x\nclaude:\n  instructions: y\n  permission_mode: bogus\n"
     )
-    dep = write(tmp_path / "dep.yaml", task("b", depends_on="[nothing]"))
+    dep = write(tmp_path / "dep.yaml", task_yaml("b", depends_on=["nothing"]))
     out = cli("validate", str(good), str(dep))
     assert out.returncode == 0, out.stderr
     assert f"{good}: ok (task)" in out.stdout
@@ -136,9 +130,11 @@ def test_run_json_list_status_logs(
         monkeypatch.setenv("CLAUDOMATOR_DATABASE_URL", database)
     batch = write(
         tmp_path / "b.yaml",
-        "defaults: {tags: [ci]}\ntasks:\n"
-        "  - {name: build, claude: {instructions: 'fake-scenario: success', permission_mode: acceptEdits}}\n"
-        "  - {name: test, depends_on: [build], priority: high, claude: {instructions: 'fake-scenario: tools'}}\n",
+        batch_yaml(
+            task_data("build", scenario("success"), claude={"permission_mode": "acceptEdits"}),
+            task_data("test", scenario("tools"), depends_on=["build"], priority="high"),
+            defaults={"tags": ["ci"]},
+        ),
     )
     out = cli("run", "--json", str(batch))
     assert out.returncode == 0, out.stderr
@@ -181,7 +177,7 @@ def test_run_json_list_status_logs(
 
 
 def test_run_exit_code_and_progress_lines(fake_claude: Path, work: Path, tmp_path: Path) -> None:
-    f = write(tmp_path / "f.yaml", task("bad", "fake-scenario: api_error\nfake-status: 401"))
+    f = write(tmp_path / "f.yaml", task_yaml("bad", scenario("api_error", status=401)))
     out = cli("run", str(f))
     assert out.returncode == 1
     assert (
@@ -193,7 +189,7 @@ def test_run_exit_code_and_progress_lines(fake_claude: Path, work: Path, tmp_pat
 
 
 def test_run_refuses_invalid_files_and_records_nothing(fake_claude: Path, tmp_path: Path) -> None:
-    good = write(tmp_path / "good.yaml", task("a"))
+    good = write(tmp_path / "good.yaml", task_yaml("a"))
     bad = write(tmp_path / "bad.yaml", "name: x\n")
     out = cli("run", str(good), str(bad))
     assert out.returncode == 1 and "claude: missing required field" in out.stderr
@@ -209,9 +205,10 @@ def test_ctrl_c_cancels_cleanly(fake_claude: Path, work: Path, tmp_path: Path) -
     pidfile = tmp_path / "child.pid"
     f = write(
         tmp_path / "f.yaml",
-        "tasks:\n"
-        f'  - {{name: long, claude: {{instructions: "fake-scenario: grandchild\\nfake-pidfile: {pidfile}\\nfake-kill-children: 0\\nfake-sleep-s: 60"}}}}\n'
-        "  - {name: later, depends_on: [long], claude: {instructions: x}}\n",
+        batch_yaml(
+            task_data("long", scenario("grandchild", pidfile=pidfile, kill_children=0, sleep_s=60)),
+            task_data("later", "x", depends_on=["long"]),
+        ),
     )
     proc = popen("run", str(f))
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
@@ -232,7 +229,7 @@ def test_ctrl_c_cancels_cleanly(fake_claude: Path, work: Path, tmp_path: Path) -
 def test_cancel_from_another_process_ends_the_tree(
     fake_claude: Path, work: Path, tmp_path: Path
 ) -> None:
-    f = write(tmp_path / "f.yaml", task("long", "fake-scenario: sleep\nfake-sleep-s: 60"))
+    f = write(tmp_path / "f.yaml", task_yaml("long", scenario("sleep", sleep_s=60)))
     proc = popen("run", "--json", str(f))
     running = wait_for(running_task)
     ex = json.loads(cli("status", "--json", running["id"]).stdout)["executions"][0]
@@ -248,7 +245,7 @@ def test_cancel_from_another_process_ends_the_tree(
 def test_kill_9_then_next_run_marks_interrupted(
     fake_claude: Path, work: Path, tmp_path: Path
 ) -> None:
-    f = write(tmp_path / "f.yaml", task("victim", "fake-scenario: sleep\nfake-sleep-s: 60"))
+    f = write(tmp_path / "f.yaml", task_yaml("victim", scenario("sleep", sleep_s=60)))
     proc = popen("run", str(f))
     victim = wait_for(running_task)
     claude_pid = wait_for(lambda: json.loads(cli("status", "--json").stdout)["running"])
@@ -257,7 +254,7 @@ def test_kill_9_then_next_run_marks_interrupted(
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     assert any(c.is_running() for c in children)  # the claude process outlived its owner
-    g = write(tmp_path / "g.yaml", task("next", "fake-scenario: tools\nfake-turns: 1"))
+    g = write(tmp_path / "g.yaml", task_yaml("next", scenario("tools", turns=1)))
     out = cli("run", str(g))
     assert out.returncode == 0, out.stderr
     after = json.loads(cli("status", "--json", victim["id"]).stdout)
@@ -269,7 +266,7 @@ def test_kill_9_then_next_run_marks_interrupted(
 
 
 def test_retry_by_hand(fake_claude: Path, work: Path, tmp_path: Path) -> None:
-    f = write(tmp_path / "f.yaml", task("once", "fake-scenario: api_error\nfake-status: 401"))
+    f = write(tmp_path / "f.yaml", task_yaml("once", scenario("api_error", status=401)))
     cli("run", str(f))
     (t,) = json.loads(cli("list", "--json").stdout)
     out = cli("retry", "--json", t["id"])
@@ -292,7 +289,7 @@ def test_pause_resume_drain_show_in_status(home: Path) -> None:
 def test_logs_follow_prints_while_running_and_ends_with_the_execution(
     fake_claude: Path, work: Path, tmp_path: Path
 ) -> None:
-    f = write(tmp_path / "f.yaml", task("slowish", "fake-scenario: sleep\nfake-sleep-s: 2"))
+    f = write(tmp_path / "f.yaml", task_yaml("slowish", scenario("sleep", sleep_s=2)))
     proc = popen("run", str(f))
     running = wait_for(running_task)
     follow = popen("logs", "-f", running["id"])

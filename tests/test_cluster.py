@@ -24,6 +24,8 @@ from websockets.sync.client import connect
 from tests.fakes import make_fake_claude, make_instant_claude
 from tests.net import free_port
 from tests.poll import wait_for
+from tests.taskfiles import batch_yaml, task_data
+from tests.taskfiles import scenario as fake
 from tests.test_serve import Server, task
 
 pytestmark = pytest.mark.timeout(150)
@@ -238,12 +240,7 @@ def cluster(tmp_path: Path, postgresql_url: str) -> Iterator[Cluster]:
 
 def batch(names: list[str], scenario: str = "success", **params: Any) -> str:
     """A batch file of tasks `names`, each running the fake's `scenario` with `params`."""
-    lines = "".join(f"        fake-{k}: {v}\n" for k, v in params.items())
-    return "tasks:\n" + "".join(
-        f"  - name: {n}\n    claude:\n      instructions: |\n"
-        f"        fake-scenario: {scenario}\n{lines}"
-        for n in names
-    )
+    return batch_yaml(*(task_data(n, fake(scenario, **params)) for n in names))
 
 
 def errors(node: Node) -> list[str]:

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from claudomator.outcome import Ending, decide
+from claudomator.records import TaskDetail
 from claudomator.run import Run
 from claudomator.runner import EOF_GRACE_S
 from claudomator.service import Claudomator
@@ -148,7 +149,7 @@ def test_serve_stopped_while_claude_finishes_records_how_it_ended(server: FaultS
 # -- 2. a claude that closes its stdout and keeps running ----------------------------------------
 
 
-def run(service: Claudomator, instructions: str, **fields: Any) -> tuple[dict[str, Any], float]:
+def run(service: Claudomator, instructions: str, **fields: Any) -> tuple[TaskDetail, float]:
     """One task to its end: (the task with its executions, seconds it took)."""
     spec = TaskSpec.model_validate(
         {"name": "t", "claude": {"instructions": instructions}, **fields}

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from claudomator.config import load_config
 from claudomator.intake import Intake
+from claudomator.records import StoredSource, TaskDetail
 from claudomator.serve import git_sources
-from claudomator.service import Claudomator
 from claudomator.sources.git import GitWatcher
 from tests.needs import needs
+from tests.services import make_service
+from tests.taskfiles import batch_yaml, scenario, task_data, task_yaml
 
 pytestmark = needs(shutil.which("git"), "git is not installed")
 
@@ -99,8 +99,8 @@ class Repo:
         git(self.path, "push", "-q", *(["--force"] if force else []), "origin", "HEAD:main")
 
 
-def task(name: str, extra: str = "") -> str:
-    return f"name: {name}\nclaude:\n  instructions: 'fake-scenario: tools'\n{extra}"
+def task(name: str, **fields: Any) -> str:
+    return task_yaml(name, scenario("tools"), **fields)
 
 
 def source_toml(path: Path, name: str = "team", **fields: Any) -> str:
@@ -126,9 +126,9 @@ class World:
         self.open()
 
     def open(self) -> None:
-        self.service = Claudomator(load_config())
+        self.service = make_service()
         self.service.pause()
-        self.intake = Intake(self.service)
+        self.intake = Intake.of(self.service)
         self.service.intake = self.intake
         self.sources = git_sources(self.service, self.intake, poll_s=60)
         self.service.recovery.run(self.intake)
@@ -148,10 +148,11 @@ class World:
     def cycle(self, name: str = "team", *, fetch: bool = False) -> None:
         asyncio.run(self.watcher(name).cycle(fetch))
 
-    def tasks(self) -> list[dict[str, Any]]:
+    def tasks(self) -> list[TaskDetail]:
         """Every task, oldest first, with its provenance."""
         rows = self.service.reader.list_tasks(limit=None)[::-1]
-        return [self.service.reader.task(t["id"]) or {} for t in rows]
+        found = [self.service.reader.task(t["id"]) for t in rows]
+        return [t for t in found if t is not None]
 
     def states(self) -> list[tuple[str, str]]:
         return [(t["name"], t["state"]) for t in self.tasks()]
@@ -160,8 +161,10 @@ class World:
         top = self.home / folder
         return sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file())
 
-    def source(self, name: str = "team") -> dict[str, Any]:
-        return self.service.store.source_state(name) or {}
+    def source(self, name: str = "team") -> StoredSource:
+        found = self.service.store.source_state(name)
+        assert found is not None, f"no progress recorded on source {name}"
+        return found
 
 
 @pytest.fixture
@@ -198,6 +201,7 @@ def test_baseline_does_not_run_and_a_new_commit_runs_once_with_provenance(
     )  # fmt: skip
     blob = git(repo.path, "rev-parse", f"{sha}:tasks/team/fix.yaml")
     provenance = t["provenance"]
+    assert provenance is not None
     assert {k: provenance[k] for k in ("commit", "author", "path", "blob")} == {
         "commit": sha, "author": DEV, "path": "tasks/team/fix.yaml", "blob": blob,
     }  # fmt: skip
@@ -239,7 +243,8 @@ def test_ingest_existing_runs_the_baseline_once(home: Path, repo: Repo) -> None:
     w = World(home, source_toml(repo.path, subdir="tasks", ingest_existing=True))
     w.cycle()
     assert w.states() == [("old", "QUEUED")]
-    assert w.tasks()[0]["provenance"]["commit"] == repo.head()
+    (old,) = w.tasks()
+    assert old["provenance"] is not None and old["provenance"]["commit"] == repo.head()
     w.restart()
     w.cycle()
     assert w.states() == [("old", "QUEUED")]
@@ -263,13 +268,12 @@ def test_a_missing_subdir_or_branch_is_fine_until_it_appears(home: Path, tmp_pat
 
 
 def test_a_batch_file_in_a_subfolder(world: World, repo: Repo) -> None:
-    batch = """\
-        defaults: {tags: [nightly]}
-        tasks:
-          - {name: build, claude: {instructions: 'fake-scenario: tools'}}
-          - {name: test, depends_on: [build], claude: {instructions: 'fake-scenario: tools'}}
-    """
-    repo.write("tasks/nightly/ci/batch.yml", textwrap.dedent(batch)).commit()
+    batch = batch_yaml(
+        task_data("build", scenario("tools")),
+        task_data("test", scenario("tools"), depends_on=["build"]),
+        defaults={"tags": ["nightly"]},
+    )
+    repo.write("tasks/nightly/ci/batch.yml", batch).commit()
     world.cycle()
     assert world.states() == [("build", "QUEUED"), ("test", "PENDING")]
     assert {t["source_path"] for t in world.tasks()} == {"nightly/ci/batch.yml"}
@@ -325,7 +329,7 @@ def test_a_changed_file_cancels_its_previous_version_not_started(world: World, r
 
 
 def test_a_deleted_task_file_cancels_what_has_not_started(world: World, repo: Repo) -> None:
-    batch = "tasks:\n  - {name: one, claude: {instructions: x}}\n  - {name: two, depends_on: [one], claude: {instructions: x}}\n"
+    batch = batch_yaml(task_data("one", "x"), task_data("two", "x", depends_on=["one"]))
     repo.write("tasks/batch.yaml", batch).write("tasks/keep.yaml", task("keep")).commit()
     world.cycle()
     repo.remove("tasks/batch.yaml").commit("never mind")
@@ -352,7 +356,7 @@ def test_a_pure_rename_moves_tasks_and_does_not_run_again(world: World, repo: Re
     assert world.files("queued") == ["@team/team/renamed.yaml"]
     # a rename with edits is a new version: the old one is replaced
     repo.move("tasks/team/renamed.yaml", "tasks/b.yaml")
-    repo.write("tasks/b.yaml", task("a", "priority: high\n")).commit("rename and edit")
+    repo.write("tasks/b.yaml", task("a", priority="high")).commit("rename and edit")
     world.cycle()
     assert [(t["state"], t["source_path"]) for t in world.tasks()] == [
         ("CANCELLED", "team/renamed.yaml"), ("QUEUED", "b.yaml"),
@@ -369,6 +373,7 @@ def test_a_merge_counts_as_its_diff_against_its_first_parent(world: World, repo:
     git(repo.path, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
     world.cycle()
     (t,) = world.tasks()
+    assert t["provenance"] is not None
     assert (t["name"], t["provenance"]["commit"]) == ("feature", repo.head())
 
 
@@ -401,8 +406,8 @@ def test_working_dir_stays_inside_the_checkout(
     (repo.path / "src").mkdir()
     (repo.path.parent / "elsewhere").mkdir(exist_ok=True)
     os.symlink(repo.path.parent / "elsewhere", repo.path / "escape")  # untracked: a local link
-    extra = f"  working_dir: {working_dir}\n" if working_dir else ""
-    repo.write("tasks/w.yaml", task("w", "").rstrip("\n") + "\n" + extra).commit()
+    claude = {"working_dir": working_dir} if working_dir else {}
+    repo.write("tasks/w.yaml", task("w", claude=claude)).commit()
     world.cycle()
     if rejected:
         assert world.tasks() == []
@@ -432,7 +437,7 @@ from claudomator.serve import git_sources
 from claudomator.service import Claudomator
 
 service = Claudomator(load_config())
-intake = Intake(service)
+intake = Intake.of(service)
 service.intake = intake
 offers = []
 real = intake.offer_bytes

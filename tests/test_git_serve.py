@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
+from tests.poll import wait_for
 from tests.test_git import Repo, _git_isolated, repo, source_toml, task
-from tests.test_serve import Server, server, wait_for
+from tests.test_serve import Server, server
 
 __all__ = ["_git_isolated", "repo", "server"]  # fixtures, in force here too
 
 
-def status(server: Server, task_id: str) -> dict[str, object]:
+def status(server: Server, task_id: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "claudomator.cli", "status", task_id, "--json"],
         env=server.env, capture_output=True, text=True, timeout=30, check=True,
@@ -33,7 +35,7 @@ def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, rep
     shown = status(server, t["id"])
     assert shown["provenance"] == {
         "source": "team", "commit": sha, "author": "dev@example.com",
-        "committed_at": shown["provenance"]["committed_at"],  # type: ignore[index]
+        "committed_at": shown["provenance"]["committed_at"],
         "path": "tasks/team/fix.yaml",
         "blob": subprocess.run(
             ["git", "rev-parse", f"{sha}:tasks/team/fix.yaml"], cwd=repo.path,
@@ -44,7 +46,7 @@ def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, rep
     files = server.files()
     assert files["done"] == ["@team/team/fix.yaml", "@team/team/fix.yaml.result.json"]
     assert files["rejected"] == ["@team/bad.yaml", "@team/bad.yaml.error"]
-    (record,) = [json.loads(p.read_text()) for p in server.record.glob("*.json")]  # type: ignore[attr-defined]
+    (record,) = [json.loads(p.read_text()) for p in server.record.glob("*.json")]
     assert record["cwd"] == str(repo.path.resolve())  # working_dir defaults to the checkout
     out = subprocess.run(
         [sys.executable, "-m", "claudomator.cli", "sources"],
@@ -55,5 +57,5 @@ def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, rep
     server.start()  # a restart runs nothing again, and new commits as ever
     repo.write("tasks/next.yaml", task("next")).commit()
     wait_for(lambda: sorted(t["state"] for t in server.tasks()) == ["COMPLETED", "COMPLETED"])
-    assert len(list(server.record.glob("*.json"))) == 2  # type: ignore[attr-defined]
+    assert len(list(server.record.glob("*.json"))) == 2
     assert server.stop() == 0

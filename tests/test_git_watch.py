@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,10 +49,16 @@ def running(world: World, scenario: Callable[[], Awaitable[None]]) -> float:
 def test_a_local_commit_is_queued_within_a_second(world: World, repo: Repo) -> None:
     seen: list[float] = []
 
+    def commit(name: str) -> None:
+        repo.write(f"tasks/{name}.yaml", task(name)).commit()
+
+    def queued(name: str) -> bool:
+        return name in {t for t, _ in world.states()}
+
     async def scenario() -> None:
         for name in ("one", "two", "three"):
-            await asyncio.to_thread(lambda n=name: repo.write(f"tasks/{n}.yaml", task(n)).commit())
-            seen.append(await until(lambda n=name: n in {t for t, _ in world.states()}))
+            await asyncio.to_thread(commit, name)
+            seen.append(await until(functools.partial(queued, name)))
 
     stopped = running(world, scenario)
     assert max(seen) < 1.0, seen
@@ -67,8 +74,12 @@ def test_the_periodic_fetch_finds_pushes(home: Path, tmp_path: Path) -> None:
     checkout = Repo.clone(origin, tmp_path / "checkout")
     w = World(home, source_toml(checkout.path, remote="origin", fetch_interval="1s"))
 
+    def push() -> None:
+        dev.write("a.yaml", task("a")).commit()
+        dev.push()
+
     async def scenario() -> None:
-        await asyncio.to_thread(lambda: (dev.write("a.yaml", task("a")).commit(), dev.push()))
+        await asyncio.to_thread(push)
         assert await until(lambda: w.tasks(), 5.0) < 3.0
 
     running(w, scenario)

@@ -13,19 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from claudomator.config import load_config
 from claudomator.intake import Intake
 from claudomator.mirror import locate, side_file_left, stale
 from claudomator.publisher import moves_file
-from claudomator.service import Claudomator
+from claudomator.records import Event, Task
 from claudomator.state import State
+from tests.services import make_service
+from tests.taskfiles import batch_yaml, task_data, task_yaml
 
-TASK = "name: {name}\nclaude: {{instructions: do it}}\n{extra}"
-RETRY = "retry: {max_attempts: 2, backoff: 1s}\n"
-BATCH = (
-    "tasks:\n  - {name: a, claude: {instructions: x}}\n"
-    "  - {name: b, depends_on: [a], claude: {instructions: y}}\n"
-)
+BATCH = batch_yaml(task_data("a", "x"), task_data("b", "y", depends_on=["a"]))
 
 
 @pytest.mark.parametrize(
@@ -67,7 +63,7 @@ def test_stale(exists: bool, file_at: float, tasks_at: float, expected: bool) ->
         ({"type": "execution.tool_call", "file_id": "F"}, False),
     ],
 )
-def test_moves_file(event: dict[str, str], moves: bool) -> None:
+def test_moves_file(event: Event, moves: bool) -> None:
     assert moves_file(event) is moves
 
 
@@ -75,8 +71,8 @@ class Node:
     """A serve's service and intake in this process; `restart` is a crash and a new start."""
 
     def __init__(self) -> None:
-        self.service = Claudomator(load_config())
-        self.intake = Intake(self.service)
+        self.service = make_service()
+        self.intake = Intake.of(self.service)
         self.root = self.service.config.data_dir.root
 
     def follow(self) -> Node:
@@ -97,8 +93,8 @@ class Node:
         os.rename(tmp, path)
         self.intake.sweep()
 
-    def tasks(self) -> list[dict[str, object]]:
-        return list(self.service.reader.list_tasks(limit=None))
+    def tasks(self) -> list[Task]:
+        return self.service.reader.list_tasks(limit=None)
 
     def files(self) -> dict[str, list[str]]:
         return {
@@ -126,7 +122,7 @@ def interrupt(node: Node) -> str:
 
 
 def test_a_file_moved_by_recovery_is_never_ingested_again(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=RETRY))
+    node.drop("a.yaml", task_yaml("a", retry={"max_attempts": 2, "backoff": "1s"}))
     interrupt(node)  # the store says RUNNING, the crash came before the file left queued/
     assert node.files()["queued"] == ["a.yaml"]
     node = node.restart()
@@ -137,7 +133,7 @@ def test_a_file_moved_by_recovery_is_never_ingested_again(node: Node) -> None:
 
 @pytest.mark.parametrize("cut", ["linked", "unlinked"])
 def test_a_move_cut_short_is_finished_not_ingested(node: Node, cut: str) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     (task,) = node.tasks()
     node.service.store.transition(str(task["id"]), State.CANCELLED, expect=[State.QUEUED])
     # the move to done/: a hard link, then the unlink, then the record; the crash came between
@@ -163,7 +159,7 @@ def test_a_dependent_left_waiting_by_a_crash_is_settled_at_start(node: Node) -> 
 
 
 def test_a_retried_file_leaves_done_and_comes_back_with_a_true_result(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     (task,) = node.tasks()
     task_id = str(task["id"])
     node.service.cancel(task_id)
@@ -180,7 +176,7 @@ def test_a_retried_file_leaves_done_and_comes_back_with_a_true_result(node: Node
 
 
 def test_a_done_file_moved_back_to_the_inbox_takes_its_result_file_along(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     node.service.cancel(str(node.tasks()[0]["id"]))
     os.rename(node.root / "done/a.yaml", node.root / "inbox/a.yaml")
     node.intake.deleted("done", ["a.yaml"])  # what the watcher says
@@ -190,7 +186,7 @@ def test_a_done_file_moved_back_to_the_inbox_takes_its_result_file_along(node: N
 
 
 def test_result_files_without_their_file_are_removed_at_start(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     node.drop("bad.yaml", "name: [\n")
     node.service.cancel(str(node.tasks()[0]["id"]))
     # moved away while serve was down: nobody heard of it
@@ -201,7 +197,7 @@ def test_result_files_without_their_file_are_removed_at_start(node: Node) -> Non
 
 
 def test_a_missing_result_file_is_written_at_start(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     node.service.cancel(str(node.tasks()[0]["id"]))
     (node.root / "done/a.yaml.result.json").unlink()  # a crash before it was written
     node = node.restart()
@@ -210,7 +206,7 @@ def test_a_missing_result_file_is_written_at_start(node: Node) -> None:
 
 
 def test_claimed_files_are_private(node: Node) -> None:
-    node.drop("a.yaml", TASK.format(name="a", extra=""))
+    node.drop("a.yaml", task_yaml("a"))
     node.drop("bad.yaml", "name: [\n")
     assert (node.root / "queued/a.yaml").stat().st_mode & 0o777 == 0o600
     assert (node.root / "rejected/bad.yaml").stat().st_mode & 0o777 == 0o600

@@ -21,19 +21,21 @@ from sqlmodel import SQLModel
 from claudomator.config import DataDir, load_config
 from claudomator.errors import ConfigError, DatabaseUnavailable, LeaseLost
 from claudomator.node import may_take, node_id_for
+from claudomator.records import Event, ExecutionEnd, StoredNode, StoredSource
 from claudomator.service import Claudomator
 from claudomator.state import State
 from claudomator.store.db import Store
 from claudomator.store.nodes import Nodes
-from claudomator.store.reader import SCHEMA_VERSION as READER_SCHEMA
 from claudomator.store.reader import Reader
 from claudomator.store.relay import Relay, parse_payload
 from claudomator.store.schema import NODES, SCHEMA_VERSION
+from tests.services import make_service
 from tests.test_store import new_task, raw
 
-ROW = {
-    "id": "n1", "state": "up", "host": "h1", "pid": 10, "process_started": 100.0,
-    "heartbeat_at": 1000.0, "lease_s": 30.0,
+ROW: StoredNode = {
+    "id": "n1", "kind": "serve", "state": "up", "host": "h1", "pid": 10, "process_started": 100.0,
+    "slots": 4, "heartbeat_at": 1000.0, "heartbeat_s": 10.0, "lease_s": 30.0,
+    "started_at": 100.0, "stopped_at": None, "data_dir": "/d", "version": "1",
 }  # fmt: skip
 ME = {"host": "h1", "pid": 20, "process_started": 200.0}
 
@@ -54,7 +56,7 @@ ME = {"host": "h1", "pid": 20, "process_started": 200.0}
     ],
 )
 def test_may_take(
-    row: dict[str, Any] | None,
+    row: StoredNode | None,
     me: dict[str, Any],
     alive_started: float | None,
     now: float,
@@ -86,8 +88,16 @@ def test_lease_must_outlast_the_heartbeat(tmp_path: Path) -> None:
     assert load_config(tmp_path, env={**env, "CLAUDOMATOR_NODE_LEASE": "11s"}).lease_s == 11.0
 
 
-def test_reader_reads_the_schema_the_store_writes() -> None:
-    assert READER_SCHEMA == SCHEMA_VERSION
+def test_reader_reads_the_schema_the_store_writes(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    make_version_1(old)
+    Store(new).close()
+    readers = [Reader(old), Reader(new)]
+    try:
+        assert [r.outdated() for r in readers] == [True, False]
+    finally:
+        for r in readers:
+            r.close()
 
 
 # -- the nodes table, on both databases ------------------------------------------------------------
@@ -164,7 +174,7 @@ def test_claiming_needs_a_lease_that_still_holds(store: Store, tmp_path: Path) -
     register(nodes, "a", lease_s=30)
     store.add_tasks([new_task("t1")])
     age(store, "a", 31)  # stalled past its lease, not yet marked lost
-    mine = {"owner_node": "a", "owner_pid": os.getpid()}
+    mine: dict[str, Any] = {"owner_node": "a", "owner_pid": os.getpid()}
     with pytest.raises(LeaseLost):
         store.start(1, time.time(), tmp_path, **mine)
     assert nodes.heartbeat("a", os.getpid(), 1.5)
@@ -187,12 +197,12 @@ def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_pat
     [(execution_id, _, _)] = store.start(1, time.time(), tmp_path)
     lost = store.finish_execution(execution_id, task_id, state=State.FAILED, reason="node lost")
     assert lost[-1]["state"] == "FAILED"
-    spend = {
-        "cost_usd": 0.25, "input_tokens": 10, "output_tokens": 20, "cache_read_tokens": 30,
-        "cache_creation_tokens": 40, "model_usage_json": "{}",
-    }  # fmt: skip
+    spend = ExecutionEnd(
+        cost_usd=0.25, input_tokens=10, output_tokens=20, cache_read_tokens=30,
+        cache_creation_tokens=40, model_usage_json="{}", result_text="done",
+    )  # fmt: skip
     late = store.finish_execution(
-        execution_id, task_id, state=State.COMPLETED, reason="", result_text="done", **spend
+        execution_id, task_id, state=State.COMPLETED, reason="", end=spend
     )
     assert late == []
     row = store.task_row(task_id)
@@ -213,9 +223,8 @@ def service(database: Path | str, home: Path, fake_claude: Path) -> Iterator[Cla
     env = dict(os.environ)
     if isinstance(database, str):
         env["CLAUDOMATOR_DATABASE_URL"] = database
-    s = Claudomator(load_config(home, env=env))
-    yield s
-    s.close()
+    with make_service(home, env=env) as s:
+        yield s
 
 
 def test_reap_fails_a_lost_nodes_executions_and_the_retry_policy_applies(
@@ -246,7 +255,7 @@ def test_a_second_process_cannot_take_a_live_node_id(
     service.node.join("serve")
     env = {"CLAUDOMATOR_DATABASE_URL": str(database)} if isinstance(database, str) else {}
     env["CLAUDOMATOR_NODE_ID"] = service.node_id
-    twin = Claudomator(load_config(home, env=env))  # the same database
+    twin = make_service(home, env=env)  # the same database
     # on this host a live pid would be told apart; elsewhere only leases
     twin.node.process = dataclasses.replace(twin.node.process, host="elsewhere")
     try:
@@ -362,7 +371,7 @@ def test_the_relay_hears_other_nodes_events_at_commit(postgresql_url: str) -> No
     writer, mine = Store(postgresql_url), Store(postgresql_url)
     writer.node, mine.node = "a", "b"
     reader = Reader(postgresql_url)
-    heard: list[dict[str, Any]] = []
+    heard: list[Event] = []
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -400,7 +409,8 @@ def test_a_result_the_database_refused_is_recorded_once_it_is_back(
     monkeypatch.setattr(claudomator.lifecycle, "RECORD_RETRY_S", 0.01)
     service.node.join("serve")
     [task_id], _ = service.store.add_tasks([new_task("t")])
-    real, refusals = service.store.finish_execution, []
+    real = service.store.finish_execution
+    refusals: list[int] = []
 
     def away_twice(*args: Any, **kwargs: Any) -> Any:
         if len(refusals) < 2:
@@ -422,10 +432,11 @@ def test_each_node_keeps_its_own_progress_on_a_git_source(store: Store) -> None:
     assert store.source_state("repo")["last_commit"] == "c0"  # type: ignore[index]
     store.set_source_state("repo", "git", error="fetch refused")  # a's own row, from c0 on
     store.set_source_state("repo", "git", last_commit="c1")
-    assert store.source_state("repo") == {
+    expected: StoredSource = {
         "name": "repo", "kind": "git", "last_commit": "c1", "error": "fetch refused",
         "updated_at": ANY,
     }  # fmt: skip
+    assert store.source_state("repo") == expected
     store.node = "b"  # another checkout: its own walk, from the shared starting point
     assert store.source_state("repo")["last_commit"] == "c0"  # type: ignore[index]
     names = [r[0] for r in raw(store.path or str(store.engine.url), "SELECT name FROM sources")]

@@ -26,6 +26,7 @@ from claudomator.notify import (
     signature,
     task_notification,
 )
+from claudomator.records import Event
 from tests.apiserver import Receiver
 
 pytestmark = pytest.mark.timeout(30)
@@ -83,9 +84,9 @@ def test_notify_errors_name_the_receiver_and_field(tmp_path: Path, text: str, me
 
 # -- decisions ---------------------------------------------------------------------------------
 
-FAILED = {"id": 7, "type": "task.finished", "task_id": "T1", "name": "build", "state": "FAILED",
+FAILED: Event = {"id": 7, "type": "task.finished", "task_id": "T1", "name": "build", "state": "FAILED",
           "reason": "error_max_turns", "attempts": 1, "cost_usd": 0.5, "at": 1_700_000_000.0}  # fmt: skip
-REQUEUED = {"id": 8, "type": "task.queued", "task_id": "T1", "state": "QUEUED"}
+REQUEUED: Event = {"id": 8, "type": "task.queued", "task_id": "T1", "state": "QUEUED"}
 
 
 @pytest.mark.parametrize(
@@ -99,9 +100,7 @@ REQUEUED = {"id": 8, "type": "task.queued", "task_id": "T1", "state": "QUEUED"}
         ({"id": 1, "type": "pool.changed", "paused": True}, [], None),
     ],
 )
-def test_task_notification(
-    event: dict[str, Any], later: list[dict[str, Any]], state: str | None
-) -> None:
+def test_task_notification(event: Event, later: list[Event], state: str | None) -> None:
     note = task_notification(event, later)
     assert (note.state if note else None) == state
     if note is not None:
@@ -123,7 +122,7 @@ NOW = 1_700_000_000.0
     ],
 )
 def test_rate_limit_notification(until: float, known: float, notified: bool) -> None:
-    event = {
+    event: Event = {
         "id": 3,
         "type": "pool.changed",
         "rate_limited_until": until,
@@ -158,7 +157,7 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
 
 
 def note(state: str = "FAILED") -> Notification:
-    event = {**FAILED, "state": state}
+    event: Event = {**FAILED, "state": state}
     found = task_notification(event)
     assert found is not None
     return found

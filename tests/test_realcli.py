@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from claudomator.command import EXECUTION_ENV
-from claudomator.config import load_config
+from claudomator.records import Execution, TaskDetail
 from claudomator.run import Run
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
@@ -21,6 +21,7 @@ from claudomator.taskfile import ParsedFile
 from tests.fakes import real_claude
 from tests.fakes.mock_api import MockAnthropic
 from tests.needs import needs
+from tests.services import make_service
 
 REAL = real_claude()
 pytestmark = [
@@ -49,19 +50,16 @@ def mock(
 def service(home: Path, tmp_path: Path) -> Iterator[Claudomator]:
     work = tmp_path / "work"
     work.mkdir()
-    config = load_config(
-        flags={
-            "claude.binary": REAL,
-            "claude.working_dir": str(work),
-            "runner.interrupt_grace": "5s",
-            "runner.terminate_grace": "2s",
-        }
-    )
-    svc = Claudomator(config)
-    # a rate limit fails at once here instead of waiting for its reset
-    svc.lifecycle.max_requeues = 0
-    yield svc
-    svc.close()
+    flags = {
+        "claude.binary": REAL,
+        "claude.working_dir": str(work),
+        "runner.interrupt_grace": "5s",
+        "runner.terminate_grace": "2s",
+    }
+    with make_service(flags=flags) as svc:
+        # a rate limit fails at once here instead of waiting for its reset
+        svc.lifecycle.max_requeues = 0
+        yield svc
 
 
 def spec(**fields: Any) -> TaskSpec:
@@ -73,7 +71,7 @@ def spec(**fields: Any) -> TaskSpec:
     return TaskSpec.model_validate({"name": "real", "claude": claude, **fields})
 
 
-def run(service: Claudomator, task: TaskSpec, during: Any = None) -> dict[str, Any]:
+def run(service: Claudomator, task: TaskSpec, during: Any = None) -> TaskDetail:
     (task_id,) = service.submit(
         ParsedFile("t.yaml", [task], False, []), source="test", dispatcher=service.identity
     )
@@ -88,8 +86,8 @@ def run(service: Claudomator, task: TaskSpec, during: Any = None) -> dict[str, A
     return service.task(task_id)
 
 
-def result_line(execution: dict[str, Any]) -> dict[str, Any]:
-    lines = [
+def result_line(execution: Execution) -> dict[str, Any]:
+    lines: list[dict[str, Any]] = [
         json.loads(line)
         for line in Path(execution["stdout_path"]).read_text().splitlines()
         if line.startswith("{")

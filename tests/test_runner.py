@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ import pytest
 
 from claudomator.command import EXECUTION_ENV, build_argv, build_env
 from claudomator.config import Config, load_config
+from claudomator.records import Event, TaskDetail
 from claudomator.run import Run
 from claudomator.runner import Runner
 from claudomator.service import Claudomator
 from claudomator.task import TaskSpec
 from claudomator.taskfile import ParsedFile
+from tests.services import make_service
+from tests.taskfiles import scenario
 
 
 def spec(**fields: Any) -> TaskSpec:
@@ -67,22 +71,19 @@ def test_build_env_inherits_strips_claudecode_and_task_wins() -> None:
 
 
 @pytest.fixture
-def service(fake_claude: Path, home: Path, tmp_path: Path) -> Claudomator:
+def service(fake_claude: Path, home: Path, tmp_path: Path) -> Iterator[Claudomator]:
     work = tmp_path / "work"
     work.mkdir()
-    config = load_config(
-        flags={
-            "claude.working_dir": str(work),
-            "runner.interrupt_grace": "2s",
-            "runner.terminate_grace": "1s",
-        }
-    )
-    svc = Claudomator(config)
-    yield svc  # type: ignore[misc]
-    svc.close()
+    flags = {
+        "claude.working_dir": str(work),
+        "runner.interrupt_grace": "2s",
+        "runner.terminate_grace": "1s",
+    }
+    with make_service(flags=flags) as svc:
+        yield svc
 
 
-def run(service: Claudomator, *specs: TaskSpec) -> list[dict[str, Any]]:
+def run(service: Claudomator, *specs: TaskSpec) -> list[TaskDetail]:
     ids = service.submit(
         ParsedFile("t.yaml", list(specs), len(specs) > 1, []),
         source="test",
@@ -90,11 +91,6 @@ def run(service: Claudomator, *specs: TaskSpec) -> list[dict[str, Any]]:
     )
     asyncio.run(asyncio.wait_for(Run(service, ids).until_final(), 60))
     return [service.task(i) for i in ids]
-
-
-def scenario(name: str, **params: Any) -> str:
-    lines = [f"fake-scenario: {name}"] + [f"fake-{k}: {v}" for k, v in params.items()]
-    return "\n".join(lines) + "\n"
 
 
 def test_success_records_cost_tokens_session_and_logs(service: Claudomator) -> None:
@@ -243,7 +239,8 @@ def test_depends_on_order_and_cancel_on_failure(service: Claudomator) -> None:
         and tasks[3]["reason"] == "dependency c CANCELLED"
     )
     a_end = tasks[0]["executions"][0]["finished_at"]
-    assert tasks[1]["executions"][0]["started_at"] >= a_end
+    b_start = tasks[1]["executions"][0]["started_at"]
+    assert a_end is not None and b_start is not None and b_start >= a_end
 
 
 def alive(pid: int) -> bool:
@@ -338,10 +335,9 @@ def test_secrets_never_reach_reasons_or_the_database(
 def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
-    config = load_config(
+    svc = make_service(
         flags={"claude.working_dir": str(work), "budget.daily_usd": 0.05, "max_concurrency": 1}
     )
-    svc = Claudomator(config)
     first = spec(claude={"instructions": scenario("success", cost=0.06)})
     second = TaskSpec.model_validate({"name": "second", "claude": {"instructions": "x"}})
     ids = svc.submit(
@@ -349,7 +345,7 @@ def test_daily_budget_stops_new_starts(fake_claude: Path, home: Path, tmp_path: 
     )
     sub = svc.hub.subscribe()
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Event:
         run = Run(svc, ids)
         job = asyncio.create_task(run.until_final())
         while (event := await asyncio.wait_for(sub.get(), 20))["type"] != "pool.waiting":

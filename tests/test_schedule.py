@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from claudomator.records import PoolState
 from claudomator.schedule import (
     MIN_FREE_BYTES,
     After,
@@ -113,7 +114,7 @@ def test_after_execution(state: State, changes: dict[str, Any], expected: After)
     ],
 )
 def test_pool_gate(
-    state: dict[str, object], spent: float, budget: float, by_hand: bool, gate: Gate
+    state: PoolState, spent: float, budget: float, by_hand: bool, gate: Gate
 ) -> None:
     assert (
         pool_gate(state, now=NOW, spent_today=spent, daily_budget=budget, by_hand=by_hand) == gate
@@ -131,7 +132,7 @@ def test_pool_gate(
         ({"rate_limited_until": NOW + 5}, 0, Gate(False, "disk full: 0 MiB free in the data dir")),
     ],
 )
-def test_pool_gate_and_the_disk(state: dict[str, object], free: int | None, gate: Gate) -> None:
+def test_pool_gate_and_the_disk(state: PoolState, free: int | None, gate: Gate) -> None:
     assert pool_gate(state, now=NOW, spent_today=0, daily_budget=0, free_bytes=free) == gate
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from tests.poll import wait_for
+from tests.taskfiles import batch_yaml, task_data, task_yaml
+from tests.taskfiles import scenario as fake
 
 
 class Server:
@@ -33,7 +35,7 @@ class Server:
         """Start `serve`; with `ready`, wait until it says it serves (or it died)."""
         self.log_path = self.home.parent / f"serve-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             self.command(),
             env={**self.env, **extra_env},
             stdout=self.log,
@@ -41,9 +43,7 @@ class Server:
         )
         if ready:
             wait_for(
-                lambda: (
-                    b"serve.started" in self.log_path.read_bytes() or self.proc.poll() is not None
-                )
+                lambda: b"serve.started" in self.log_path.read_bytes() or proc.poll() is not None
             )
         return self
 
@@ -106,23 +106,21 @@ def server(home: Path, fake_claude: Path, tmp_path: Path) -> Iterator[Server]:
         srv.stop(signal.SIGKILL)
 
 
-TASK = "name: {name}\nclaude:\n  instructions: |\n    fake-scenario: {scenario}\n{params}"
-
-
 def task(name: str, scenario: str = "tools", **params: Any) -> str:
-    extra = "".join(f"    fake-{k}: {v}\n" for k, v in params.items())
-    return TASK.format(name=name, scenario=scenario, params=extra)
+    """A task file whose one task plays the fake claude's `scenario` with `params`."""
+    return task_yaml(name, fake(scenario, **params))
+
+
+BATCH = batch_yaml(
+    task_data("one", fake("tools")), task_data("two", fake("tools"), depends_on=["one"])
+)
 
 
 def test_files_move_through_the_folders(server: Server) -> None:
     server.start()
     server.drop("team/a.yaml", task("a", turns=1))
     server.drop("b.yaml", "name: b\nclaude: {instructions: x, bogus_key: 1}\n")
-    server.drop(
-        "batch.yml",
-        "tasks:\n  - {name: one, claude: {instructions: 'fake-scenario: tools'}}\n"
-        "  - {name: two, depends_on: [one], claude: {instructions: 'fake-scenario: tools'}}\n",
-    )
+    server.drop("batch.yml", BATCH)
     (server.home / "inbox" / "notes.txt").write_text("left alone")
     (server.home / "inbox" / ".draft.yaml").write_text("left alone")
     wait_for(lambda: len(server.files()["done"]) == 4)
@@ -152,8 +150,8 @@ def test_a_second_server_is_refused(server: Server) -> None:
         [sys.executable, "-m", "claudomator.cli", "serve", "--no-api"],
         env=server.env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert second.returncode == 1
-    assert f"pid {server.proc.pid}" in second.stderr  # type: ignore[union-attr]
+    assert second.returncode == 1 and server.proc is not None
+    assert f"pid {server.proc.pid}" in second.stderr
     assert server.stop() == 0
 
 
@@ -162,9 +160,10 @@ def test_sigterm_lets_running_finish_then_second_signal_cancels(server: Server) 
     server.drop("slow.yaml", task("slow", "sleep", sleep_s=60))
     wait_for(lambda: server.files()["running"])
     time.sleep(0.3)
-    server.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
-    assert server.proc.poll() is None  # waiting for the running execution  # type: ignore[union-attr]
+    assert server.proc.poll() is None  # waiting for the running execution
     assert server.stop(signal.SIGINT) == 0
     (t,) = server.tasks()
     assert t["state"] == "CANCELLED"
@@ -252,7 +251,8 @@ def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
     else:
         server.start(ready=point != "claimed" and point != "recorded", CLAUDOMATOR_FAILPOINT=point)
         server.drop("victim.yaml", scenario)
-        assert server.proc.wait(20) == -signal.SIGKILL  # type: ignore[union-attr]
+        assert server.proc is not None
+        assert server.proc.wait(20) == -signal.SIGKILL
         server.log.close()
     started_before = executions_started(server)
     server.start()
@@ -291,12 +291,9 @@ def test_sigkill_at_each_point_then_restart(server: Server, point: str) -> None:
 
 def test_sigkill_between_a_final_state_and_its_dependents_then_restart(server: Server) -> None:
     server.start(CLAUDOMATOR_FAILPOINT="settling")
-    server.drop(
-        "batch.yaml",
-        "tasks:\n  - {name: one, claude: {instructions: 'fake-scenario: tools'}}\n"
-        "  - {name: two, depends_on: [one], claude: {instructions: 'fake-scenario: tools'}}\n",
-    )
-    assert server.proc.wait(20) == -signal.SIGKILL  # type: ignore[union-attr]
+    server.drop("batch.yaml", BATCH)
+    assert server.proc is not None
+    assert server.proc.wait(20) == -signal.SIGKILL
     server.log.close()
     assert {t["name"]: t["state"] for t in server.tasks()} == {"one": "COMPLETED", "two": "PENDING"}
     server.start()

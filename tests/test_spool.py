@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from claudomator.config import load_config
-from claudomator.intake import Intake, confine
+from claudomator.intake import Intake
 from claudomator.mirror import desired_folder
 from claudomator.service import Claudomator
 from claudomator.spool import Spool, is_task_file_name, is_watched_path, with_suffix_number
 from claudomator.state import State
 from claudomator.task import TaskSpec
+from claudomator.workdir import confine
+from tests.services import make_service
+from tests.taskfiles import batch_yaml, task_data, task_yaml
 
 S = State
 
@@ -103,11 +107,10 @@ def test_being_written_sees_an_open_writer(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def service(home: Path) -> Claudomator:
-    svc = Claudomator(load_config())
-    svc.intake = Intake(svc)
-    yield svc  # type: ignore[misc]
-    svc.close()
+def service(home: Path) -> Iterator[Claudomator]:
+    with make_service() as svc:
+        svc.intake = Intake.of(svc)
+        yield svc
 
 
 def drop(service: Claudomator, rel: str, text: str) -> Path:
@@ -119,15 +122,12 @@ def drop(service: Claudomator, rel: str, text: str) -> Path:
     return path
 
 
-TASK = "name: {name}\nclaude: {{instructions: do it}}\n"
-
-
 def test_intake_claims_valid_and_rejects_invalid(service: Claudomator) -> None:
     intake = service.intake
     assert intake is not None
-    drop(service, "team/a.yaml", TASK.format(name="a"))
+    drop(service, "team/a.yaml", task_yaml("a"))
     drop(service, "b.yaml", "name: b\nclaude: {instructions: x, permission_mode: bogus}\n")
-    drop(service, "c.yml", TASK.format(name="c"))
+    drop(service, "c.yml", task_yaml("c"))
     (service.config.data_dir.root / "inbox" / "notes.txt").write_text("not a task")
     intake.sweep()
     root = service.config.data_dir.root
@@ -143,9 +143,9 @@ def test_intake_claims_valid_and_rejects_invalid(service: Claudomator) -> None:
 
 def test_same_name_twice_gets_a_suffix(service: Claudomator) -> None:
     assert service.intake is not None
-    drop(service, "a.yaml", TASK.format(name="first"))
+    drop(service, "a.yaml", task_yaml("first"))
     service.intake.sweep()
-    drop(service, "a.yaml", TASK.format(name="second"))
+    drop(service, "a.yaml", task_yaml("second"))
     service.intake.sweep()
     root = service.config.data_dir.root / "queued"
     assert "first" in (root / "a.yaml").read_text() and "second" in (root / "a.1.yaml").read_text()
@@ -157,7 +157,7 @@ def test_symlink_and_fifo_are_moved_to_rejected_never_read(
     assert service.intake is not None
     inbox = service.config.data_dir.root / "inbox"
     target = tmp_path / "secret.yaml"
-    target.write_text(TASK.format(name="linked"))
+    target.write_text(task_yaml("linked"))
     os.symlink(target, inbox / "link.yaml")
     os.mkfifo(inbox / "pipe.yaml")
     service.intake.sweep()
@@ -187,7 +187,7 @@ def test_deleting_from_queued_cancels(service: Claudomator) -> None:
     drop(
         service,
         "a.yaml",
-        "tasks:\n  - {name: x, claude: {instructions: x}}\n  - {name: y, claude: {instructions: y}}\n",
+        batch_yaml(task_data("x", "x"), task_data("y", "y")),
     )
     service.intake.sweep()
     (service.config.data_dir.root / "queued/a.yaml").unlink()
@@ -200,14 +200,14 @@ def test_repair_finishes_an_interrupted_claim(service: Claudomator) -> None:
     intake = service.intake
     assert intake is not None
     # a crash right after the rename into staging: the row says staging, the file is there
-    drop(service, "a.yaml", TASK.format(name="a"))
+    drop(service, "a.yaml", task_yaml("a"))
     service.store.add_files([("F1", "inbox", "a.yaml", "F1-a.yaml")])
     assert intake.spool.claim("a.yaml", "F1") is not None
     # a crash after recording the row, before the rename: the inbox file is still there
-    drop(service, "b.yaml", TASK.format(name="b"))
+    drop(service, "b.yaml", task_yaml("b"))
     service.store.add_files([("F2", "inbox", "b.yaml", "F2-b.yaml")])
     # a file in queued/ the store never heard of
-    (service.config.data_dir.root / "queued" / "c.yaml").write_text(TASK.format(name="c"))
+    (service.config.data_dir.root / "queued" / "c.yaml").write_text(task_yaml("c"))
     service.recovery.run(intake)
     names = sorted(t["name"] for t in service.reader.list_tasks())
     assert names == ["a", "b", "c"]
@@ -218,7 +218,7 @@ def test_repair_finishes_an_interrupted_claim(service: Claudomator) -> None:
 
 def test_result_file_when_all_final(service: Claudomator) -> None:
     assert service.intake is not None
-    drop(service, "a.yaml", TASK.format(name="a"))
+    drop(service, "a.yaml", task_yaml("a"))
     service.intake.sweep()
     (task,) = service.reader.list_tasks()
     service.cancel(task["id"])
@@ -264,7 +264,7 @@ def test_a_source_copy_runs_once_per_version(service: Claudomator, tmp_path: Pat
     assert intake is not None
     repo = tmp_path / "repo"
     repo.mkdir()
-    data = TASK.format(name="from-git").encode()
+    data = task_yaml("from-git").encode()
     prov = {"commit": "c1", "author": "a@example.com", "path": "tasks/a.yaml"}
     assert intake.offer_bytes(
         "team", "tasks/a.yaml", data, provenance=prov, base_dir=repo, version=("b1", "c1")
@@ -279,7 +279,7 @@ def test_a_source_copy_runs_once_per_version(service: Claudomator, tmp_path: Pat
     assert full["spec"]["claude"]["working_dir"] == os.path.realpath(repo)
     root = service.config.data_dir.root
     assert (root / "queued/@team/tasks/a.yaml").read_bytes() == data
-    bad = b"name: x\nclaude: {instructions: y, working_dir: ../..}\n"
+    bad = task_yaml("x", "y", claude={"working_dir": "../.."}).encode()
     assert intake.offer_bytes(
         "team", "tasks/b.yaml", bad, provenance=prov, base_dir=repo, version=("b2", "c1")
     )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from claudomator.errors import StoreError, TransitionError
+from claudomator.records import ExecutionEnd
 from claudomator.state import State
 from claudomator.store.db import NewTask, Store
 from claudomator.store.reader import Reader
@@ -136,7 +137,9 @@ def test_cancel_racing_finish_yields_one_final_state(
     cancelled = store.transition(tid, State.CANCELLED, expect=[State.RUNNING], reason="cancelled")
     assert cancelled is not None
     # the runner's finish arrives second: the execution is recorded, the task stays CANCELLED
-    events = store.finish_execution(eid, tid, state=State.COMPLETED, reason="", cost_usd=0.25)
+    events = store.finish_execution(
+        eid, tid, state=State.COMPLETED, reason="", end=ExecutionEnd(cost_usd=0.25)
+    )
     assert events == []
     task = reader.task(tid)
     assert task is not None and task["state"] == "CANCELLED"
@@ -217,7 +220,9 @@ def test_reader_reads_executions_and_spend(store: Store, reader: Reader, tmp_pat
     assert [r["execution_id"] for r in reader.running()] == [eid]
     store.request_cancel(tid)
     assert store.cancel_requested([tid]) == [tid]
-    store.finish_execution(eid, tid, state=State.COMPLETED, reason="", cost_usd=0.5, exit_code=0)
+    store.finish_execution(
+        eid, tid, state=State.COMPLETED, reason="", end=ExecutionEnd(cost_usd=0.5, exit_code=0)
+    )
     execution = reader.execution(eid)
     assert execution is not None and execution["cost_usd"] == 0.5
     assert execution["owner"] == {"host": "h", "pid": 7, "node": ""}
@@ -372,11 +377,13 @@ def test_state_change_events_carry_the_tasks_cost_so_far(store: Store, tmp_path:
     eid, started, _ = store.start(1, time.time(), tmp_path)[0]
     assert started["cost_usd"] == 0.0
     retried = store.finish_execution(
-        eid, tid, state=State.FAILED, reason="x", cost_usd=0.25,
+        eid, tid, state=State.FAILED, reason="x", end=ExecutionEnd(cost_usd=0.25),
         then=(State.QUEUED, "retry", {}),
     )  # fmt: skip
     assert [(e["state"], e["cost_usd"]) for e in retried] == [("FAILED", 0.25), ("QUEUED", 0.25)]
     eid2, again, _ = store.start(1, time.time(), tmp_path)[0]
     assert (again["attempts"], again["cost_usd"]) == (2, 0.25)
-    [done] = store.finish_execution(eid2, tid, state=State.COMPLETED, reason="", cost_usd=0.5)
+    [done] = store.finish_execution(
+        eid2, tid, state=State.COMPLETED, reason="", end=ExecutionEnd(cost_usd=0.5)
+    )
     assert done["cost_usd"] == 0.75

@@ -143,7 +143,12 @@ def test_batch_dependency_in_file(tmp_path: Path) -> None:
     text = "tasks:\n  - {name: a, claude: {instructions: i}}\n"
     text += "  - {name: b, claude: {instructions: i}, depends_on: [a]}\n"
     asked: list[str] = []
-    parsed = parse(tmp_path, text, known_name=lambda name: asked.append(name) or False)
+
+    def known_name(name: str) -> bool:
+        asked.append(name)
+        return False
+
+    parsed = parse(tmp_path, text, known_name=known_name)
     assert [t.depends_on for t in parsed.tasks] == [[], ["a"]]
     assert asked == []  # a name in the file is not looked up in the store
 
@@ -171,7 +176,8 @@ def test_merge_keys_supported(tmp_path: Path) -> None:
         ["Read"],
     )
     assert (c.claude.instructions, c.claude.model) == ("shared", "first")  # earlier wins
-    assert a.claude == ClaudeSpec(instructions="shared", model="sonnet", allowed_tools=["Read"])
+    shared = {"instructions": "shared", "model": "sonnet", "allowed_tools": ["Read"]}
+    assert a.claude == ClaudeSpec.model_validate(shared)
 
 
 def test_merged_value_error_points_at_anchor(tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ from litestar.testing import TestClient
 from playwright.sync_api import expect, sync_playwright
 
 from claudomator.api import create_app
-from claudomator.config import load_config
-from claudomator.service import Claudomator
 from claudomator.token import Tokens, ensure_token
 from tests.fakes import make_fake_claude
 from tests.needs import unavailable
 from tests.net import free_port
+from tests.services import make_service
+from tests.taskfiles import scenario, task_yaml
 from tests.test_api_serve import wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,8 +54,7 @@ def test_the_page_is_public_and_the_api_is_not(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     token = ensure_token(home)
-    service = Claudomator(load_config(home=home, env={}, flags={}))
-    try:
+    with make_service(home, env={}, flags={}) as service:
         app = create_app(service, tokens=Tokens.load(home))
         with TestClient(app, base_url="http://127.0.0.1") as client:
             page = client.get("/")
@@ -78,13 +77,11 @@ def test_the_page_is_public_and_the_api_is_not(tmp_path: Path) -> None:
             )
             good = client.post(
                 "/api/validate",
-                content=b"name: x\nclaude:\n  instructions: hi\n",
+                content=task_yaml("x", "hi"),
                 headers={**auth, "Content-Type": "application/yaml"},
             ).json()
             assert good == {"ok": True, "tasks": 1, "problems": []}
             assert client.get("/api/tasks", headers=auth).json()["items"] == []  # nothing recorded
-    finally:
-        service.close()
 
 
 # -- in the browser ------------------------------------------------------------------------------
@@ -175,7 +172,7 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
 
 
 def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) -> None:
-    server.drop("web-hello.yaml", 'name: web-hello\ntags: [web]\nclaude:\n  instructions: "hi"\n')
+    server.drop("web-hello.yaml", task_yaml("web-hello", "hi", tags=["web"]))
     row = page.locator("#tasks tbody tr", has_text="web-hello")
     expect(row).to_have_attribute("data-state", "COMPLETED")  # no reload: the WebSocket did it
     expect(row.locator(".cost")).not_to_have_text("$0.00")
@@ -214,7 +211,7 @@ def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) ->
 
 
 def test_cancel_from_the_page_ends_a_running_task(page: Any, server: Server) -> None:
-    body = "name: web-sleepy\nclaude:\n  instructions: |\n    fake-scenario: sleep\n"
+    body = task_yaml("web-sleepy", scenario("sleep"))
     made = server.http.post(
         "/api/tasks",
         params={"run": "true"},

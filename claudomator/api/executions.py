@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
 from litestar import get
 from litestar.params import FromPath, QueryParameter
@@ -18,7 +18,7 @@ from claudomator.api.shapes import Execution, LogPage
 async def get_execution(request: Req, execution_id: FromPath[str]) -> Execution:
     service = service_of(request)
     found = service.execution(execution_id)
-    return cast(Execution, masked(service, found["task_id"], found))
+    return masked(service, found["task_id"], found)
 
 
 @get(

@@ -12,24 +12,25 @@ from typing import Any
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from claudomator.records import JSONObject
 from claudomator.task import json_schema
 
 _PREFIX = "TaskFile"  # component names: TaskFile, TaskFileTaskSpec, ...
 
 
 @functools.cache
-def _task_file_components() -> dict[str, Any]:
+def _task_file_components() -> JSONObject:
     schema = json_schema()
     defs = schema.pop("$defs")
     schema.pop("$schema", None)
     text = json.dumps({_PREFIX: schema, **{_PREFIX + k: v for k, v in defs.items()}})
     for name in defs:
         text = text.replace(f'"#/$defs/{name}"', f'"#/components/schemas/{_PREFIX}{name}"')
-    components: dict[str, Any] = json.loads(text)
+    components: JSONObject = json.loads(text)
     return components
 
 
-def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+def complete_openapi(schema: JSONObject) -> JSONObject:
     """A copy of Litestar's `schema` with the task body and the open health route."""
     done = copy.deepcopy(schema)
     done.setdefault("components", {}).setdefault("schemas", {}).update(_task_file_components())
@@ -51,9 +52,9 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
 class OpenAPIJson(JsonRenderPlugin):
     """openapi.json with what Litestar cannot say from a handler's signature (the task body)."""
 
-    _done: tuple[dict[str, Any], bytes] | None = None
+    _done: tuple[JSONObject, bytes] | None = None
 
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+    def render(self, request: Request[Any, Any, Any], openapi_schema: JSONObject) -> bytes:
         if self._done is None or self._done[0] is not openapi_schema:  # Litestar caches it
             text = self.render_json(request, complete_openapi(openapi_schema))
             self._done = (openapi_schema, text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from litestar import post
 from litestar.params import QueryParameter
@@ -18,21 +18,21 @@ async def pause(
 ) -> Status:
     service = service_of(request)
     service.pause(reason)
-    return cast(Status, service.status())
+    return service.status()
 
 
 @post("/api/pool/resume", status_code=200, summary="Undo pause, drain and a rate-limit pause")
 async def resume(request: Req) -> Status:
     service = service_of(request)
     service.resume()
-    return cast(Status, service.status())
+    return service.status()
 
 
 @post("/api/pool/drain", status_code=200, summary="Let running tasks finish, start nothing new")
 async def drain(request: Req) -> Status:
     service = service_of(request)
     service.drain()
-    return cast(Status, service.status())
+    return service.status()
 
 
 __all__ = ["drain", "pause", "resume"]

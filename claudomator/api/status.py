@@ -4,7 +4,7 @@ Prometheus metrics."""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from litestar import Response, get
 from litestar.params import QueryParameter
@@ -21,18 +21,18 @@ async def health() -> Health:
 
 @get("/api/status", summary="Counts by state, running tasks, pool, today's spend")
 async def status(request: Req) -> Status:
-    return cast(Status, service_of(request).status())
+    return service_of(request).status()
 
 
 @get("/api/nodes", summary="The nodes sharing the database: slots, heartbeat, what each runs")
 async def nodes(request: Req) -> list[Node]:
-    return cast(list[Node], service_of(request).nodes())
+    return service_of(request).nodes()
 
 
 @get("/api/costs", summary="Spend per day and per tag over the last days")
 async def costs(request: Req, days: Annotated[int, QueryParameter(ge=1, le=366)] = 30) -> Costs:
     """Per local day by when each execution started, and per tag (untagged: "(no tag)")."""
-    return cast(Costs, service_of(request).costs(days))
+    return service_of(request).costs(days)
 
 
 @get("/metrics", media_type=CONTENT_TYPE, summary="Prometheus metrics", include_in_schema=True)

@@ -14,7 +14,7 @@ from claudomator.api.cache import PageCache
 from claudomator.api.context import Req, service_of
 from claudomator.api.errors import ERROR_RESPONSES
 from claudomator.api.masking import masked
-from claudomator.api.shapes import Batch, Problem, Task, TaskDetail, TaskPage, Validation
+from claudomator.api.shapes import Batch, Problem, TaskDetail, TaskPage, Validation
 from claudomator.errors import FieldError, TaskFileError
 from claudomator.state import State as TaskState
 
@@ -46,7 +46,7 @@ async def create_task(
             detail="send the task as application/json or application/yaml",
         )
     submitted = service.submit_body(body, as_yaml=media_type in YAML_TYPES, run=run)
-    tasks = [cast(TaskDetail, service.task(task_id)) for task_id in submitted.ids]
+    tasks = [service.task(task_id) for task_id in submitted.ids]
     return {"tasks": tasks} if submitted.is_batch else tasks[0]
 
 
@@ -107,7 +107,7 @@ async def list_tasks(
             before_id=cursor,
         )
         more = len(rows) > limit
-        items = cast(list[Task], rows[:limit])
+        items = rows[:limit]
         page: TaskPage = {"items": items, "next_cursor": items[-1]["id"] if more else None}
         body = _encode(page)
         pages.put(key, body)
@@ -117,7 +117,7 @@ async def list_tasks(
 @get("/api/tasks/{task_id:str}", summary="One task with its executions", responses=ERROR_RESPONSES)
 async def get_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
     service = service_of(request)
-    return cast(TaskDetail, masked(service, task_id, service.task(task_id)))
+    return masked(service, task_id, service.task(task_id))
 
 
 @post(
@@ -128,7 +128,7 @@ async def get_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
 )
 async def run_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
     service = service_of(request)
-    return cast(TaskDetail, masked(service, task_id, service.release(task_id)))
+    return masked(service, task_id, service.release(task_id))
 
 
 @post(
@@ -139,7 +139,7 @@ async def run_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
 )
 async def cancel_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
     service = service_of(request)
-    return cast(TaskDetail, masked(service, task_id, service.cancel(task_id)))
+    return masked(service, task_id, service.cancel(task_id))
 
 
 @post(
@@ -150,7 +150,7 @@ async def cancel_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
 )
 async def retry_task(request: Req, task_id: FromPath[str]) -> TaskDetail:
     service = service_of(request)
-    return cast(TaskDetail, masked(service, task_id, service.retry(task_id)))
+    return masked(service, task_id, service.retry(task_id))
 
 
 __all__ = [

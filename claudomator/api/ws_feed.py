@@ -25,7 +25,8 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from claudomator.events import Event, Hub
+from claudomator.events import Hub
+from claudomator.records import Event
 from claudomator.secret import scrub_bytes, secret_values
 
 log = structlog.get_logger("claudomator.api")

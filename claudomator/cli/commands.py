@@ -210,13 +210,14 @@ def list_cmd(ctx: Context, state: str | None, tag: str | None, limit: int, as_js
 def status(ctx: Context, task_id: str | None, as_json: bool) -> None:
     """Counts by state, running tasks and today's cost; or one task with its executions."""
     views = ctx.views()
-    data = views.task(task_id) if task_id else views.status()
-    if as_json:
-        render.emit_json(data)
-    elif task_id:
-        render.task_detail(data)
+    if task_id:
+        task = views.task(task_id)
+        render.emit_json(task) if as_json else render.task_detail(task)
     else:
-        render.status(data, ctx.config.daily_budget_usd)
+        overview = views.status()
+        render.emit_json(overview) if as_json else render.status(
+            overview, ctx.config.daily_budget_usd
+        )
 
 
 @cli.command()

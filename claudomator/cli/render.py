@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
 
-Row = dict[str, Any]
+from claudomator.records import Event, Node, Source, Status, Task, TaskDetail
 
 
 def emit_json(data: object) -> None:
@@ -21,7 +21,7 @@ def money(value: float) -> str:
     return f"${value:.4f}"
 
 
-def table(rows: list[Row], columns: list[tuple[str, str]]) -> None:
+def table(rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str]]) -> None:
     cells = [[str(r.get(key, "")) for key, _ in columns] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
     click.echo("  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)).rstrip())
@@ -41,7 +41,7 @@ TASK_COLUMNS = [
 ]
 
 
-def tasks_table(tasks: list[Row]) -> None:
+def tasks_table(tasks: list[Task]) -> None:
     rows = [
         {
             **t,
@@ -54,7 +54,7 @@ def tasks_table(tasks: list[Row]) -> None:
     table(rows, TASK_COLUMNS)
 
 
-def task_detail(task: Row) -> None:
+def task_detail(task: TaskDetail) -> None:
     for key in (
         "id",
         "name",
@@ -87,7 +87,7 @@ def task_detail(task: Row) -> None:
         click.echo(f"    log: {ex['stdout_path']}")
 
 
-def status(data: Row, daily_budget_usd: float) -> None:
+def status(data: Status, daily_budget_usd: float) -> None:
     counts, pool = data["counts"], data["pool"]
     click.echo("  ".join(f"{k} {v}" for k, v in counts.items()))
     budget = f" of {money(daily_budget_usd)}" if daily_budget_usd else ""
@@ -106,7 +106,7 @@ def status(data: Row, daily_budget_usd: float) -> None:
         click.echo("nodes: " + ", ".join(f"{n['id']} {node_state(n)}" for n in nodes))
 
 
-def node_state(node: Row) -> str:
+def node_state(node: Node) -> str:
     if node["state"] == "up" and node["expired"]:
         return f"silent {node['heartbeat_age_s']:.0f}s"
     if node["state"] == "up":
@@ -114,7 +114,7 @@ def node_state(node: Row) -> str:
     return str(node["state"])
 
 
-def nodes_table(rows: list[Row]) -> None:
+def nodes_table(rows: list[Node]) -> None:
     shown = [
         {
             **n,
@@ -129,7 +129,7 @@ def nodes_table(rows: list[Row]) -> None:
     table(shown, [*columns, ("slots", "SLOTS"), ("beat", "HEARTBEAT"), ("tasks", "RUNNING")])
 
 
-def sources_table(rows: list[Row]) -> None:
+def sources_table(rows: list[Source]) -> None:
     shown = [
         {**r, "spool": f"@{r['name']}/", "commit": (r["last_commit"] or "-")[:12]} for r in rows
     ]
@@ -144,10 +144,10 @@ def pool_line(gate_open: bool, reason: str) -> None:
     click.echo(f"pool: {'starting tasks' if gate_open else 'not starting new tasks: ' + reason}")
 
 
-def progress_printer(t0: float) -> Callable[[Row], None]:
+def progress_printer(t0: float) -> Callable[[Event], None]:
     """What `run` prints on stderr as its tasks change state, and while it waits."""
 
-    def show(event: Row) -> None:
+    def show(event: Event) -> None:
         if event["type"] == "pool.waiting":
             until = event.get("until")
             when = f" until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else ""
@@ -159,8 +159,8 @@ def progress_printer(t0: float) -> Callable[[Row], None]:
             return
         reason = f"  {event['reason']}" if event.get("reason") else ""
         if event.get("not_before"):
-            until = time.strftime("%H:%M:%S", time.localtime(event["not_before"]))
-            reason += f" (waiting until {until})"
+            at = time.strftime("%H:%M:%S", time.localtime(event["not_before"]))
+            reason += f" (waiting until {at})"
         cost = f"  {money(event['cost_usd'])}" if event.get("cost_usd") else ""
         click.echo(
             f"[{time.monotonic() - t0:7.1f}s] {event.get('name', '')}  {event['state']}{cost}{reason}",

@@ -8,11 +8,10 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from claudomator.ids import new_id
+from claudomator.records import StoredFile
 from claudomator.sources.gitplan import Action, Commit, Follow, Offer, Reject, Withdraw
 from claudomator.sources.links import Links
 from claudomator.state import State
@@ -40,7 +39,7 @@ class Applier:
         """Carry out one commit's actions: withdrawals and renames, then (once the folders have
         followed them) the new versions. Returns how many versions were offered for the first
         time. Interrupted, it is simply done again: each step is idempotent."""
-        at: dict[str, list[dict[str, Any]]] = {}  # this source's open files by path
+        at: dict[str, list[StoredFile]] = {}  # this source's open files by path
         if any(isinstance(a, Withdraw | Follow) for a in actions):
             for row in self.store.files(["queued", "running"]):
                 if row["source"] == self.key:
@@ -79,13 +78,13 @@ class Applier:
                 )
         return offered
 
-    def _withdraw(self, row: dict[str, Any], reason: str) -> None:
+    def _withdraw(self, row: StoredFile, reason: str) -> None:
         for task in self.store.file_tasks(row["id"]):
             state = State(task["state"])
             if state in NOT_STARTED:
                 self.hooks.cancel_if(task["id"], [state], reason)
 
-    def _follow(self, row: dict[str, Any], new_rel: str) -> None:
+    def _follow(self, row: StoredFile, new_rel: str) -> None:
         """A renamed task file: its tasks and its spool copy follow the new path."""
         self.store.set_source_path(row["id"], new_rel)
         folder = row["folder"]
@@ -95,29 +94,15 @@ class Applier:
         log.info("source.renamed", source=self.name, file=row["rel_path"], to=new_rel)
 
     def reject(self, commit: Commit, action: Reject, data: bytes) -> bool:
-        """A version that never runs: its copy goes to `rejected/@name/<rel>` with the reason.
-        The version is recorded and its file row says `rejected` before any copy is staged, so a
-        crash at any point may lose the copy but never lets the intake's repair run it."""
-        spool, store = self.spool, self.store
-        file_id = new_id()
-        staged_name = f"{file_id}-{Path(action.rel).name}"
-        provenance = commit.provenance(self.name, action.path, action.blob)
-        if not store.add_files(
-            [(file_id, self.key, action.rel, staged_name)],
-            provenance_json=json.dumps(provenance),
-            version=(self.key, action.rel, action.blob, commit.sha),
-        ):
-            return False
-        error = f"{self.key}/{action.rel}: {action.reason}"
-        name = spool.free_name("rejected", f"{self.key}/{action.rel}")
-        _, events = store.ingest([(file_id, [], "rejected", name, error)])
-        placed = spool.place(spool.stage_bytes(staged_name, data), "rejected", name)
-        if placed != name:
-            store.set_file(file_id, name=placed)
-        spool.write_error(placed, error)
-        log.warning("intake.rejected", file=f"{self.key}/{action.rel}", reason=error)
-        self.hooks.publish(events)
-        return True
+        """A version that never runs: into `rejected/@name/<rel>` with the reason."""
+        return self.hooks.refuse(
+            self.name,
+            action.rel,
+            data,
+            provenance=commit.provenance(self.name, action.path, action.blob),
+            reason=action.reason,
+            version=(action.blob, commit.sha),
+        )
 
 
 __all__ = ["NOT_STARTED", "Applier"]

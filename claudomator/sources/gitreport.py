@@ -18,11 +18,13 @@ class Report:
     def __init__(self, store: Store, name: str, kind: str) -> None:
         self.store, self.name, self.kind = store, name, kind
         self.fetch_problem = self.problem = ""
-        self.notice = str((store.source_state(name) or {}).get("error") or "")
+        state = store.source_state(name)
+        self.notice = state["error"] if state else ""
 
     def last_commit(self) -> str:
         """The last commit ingested ("" before the baseline)."""
-        return str((self.store.source_state(self.name) or {}).get("last_commit") or "")
+        state = self.store.source_state(self.name)
+        return state["last_commit"] if state else ""
 
     def write(self, last_commit: str | None = None) -> None:
         """Write the row: `last_commit` when given, and the error as it stands."""

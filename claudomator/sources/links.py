@@ -1,19 +1,18 @@
 """What a git source is wired to: the store and the spool (its own layer), the checkout roots the
-intake's crash repair reads, and three plain callables into the layers above, bound by whoever
+intake's crash repair reads, and plain callables into the layers above, bound by whoever
 builds the sources. Nothing in `sources/` holds the intake or the service."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from claudomator.spool import Spool
 from claudomator.state import State
 
 if TYPE_CHECKING:
-    from claudomator.events import Event
     from claudomator.store.db import Store
 
 
@@ -27,8 +26,24 @@ class OfferBytes(Protocol):
         rel: str,
         data: bytes,
         *,
-        provenance: dict[str, Any],
+        provenance: dict[str, str],
         base_dir: Path,
+        version: tuple[str, str],
+    ) -> bool: ...
+
+
+class RefuseBytes(Protocol):
+    """The type of the intake's `refuse_bytes`: a committed version that never runs, put in
+    `rejected/` with its reason through the one rejection path; False when seen before."""
+
+    def __call__(
+        self,
+        source: str,
+        rel: str,
+        data: bytes,
+        *,
+        provenance: dict[str, str],
+        reason: str,
         version: tuple[str, str],
     ) -> bool: ...
 
@@ -38,8 +53,8 @@ class Hooks:
     """The calls a git source makes upward."""
 
     offer: OfferBytes  # a new version, to be ingested (at most once, ever)
+    refuse: RefuseBytes  # a new version that never runs (at most once, ever)
     cancel_if: Callable[[str, list[State], str], bool]  # withdraw a task that has not started
-    publish: Callable[[Iterable[Event]], None]  # events committed here (a rejected version)
 
 
 @dataclass(frozen=True)
@@ -50,4 +65,4 @@ class Links:
     hooks: Hooks
 
 
-__all__ = ["Hooks", "Links", "OfferBytes"]
+__all__ = ["Hooks", "Links", "OfferBytes", "RefuseBytes"]

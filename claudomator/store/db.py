@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from claudomator.events import Event
+from claudomator.records import Event
 from claudomator.store.events import Events, event_type
 from claudomator.store.executions import Executions
 from claudomator.store.files import Files

@@ -6,12 +6,12 @@ service settles PENDING tasks by (`schedule.dependency_verdict`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
 from claudomator.errors import StoreError
+from claudomator.records import Dependent
 from claudomator.state import State
 from claudomator.store.database import Database
 from claudomator.store.schema import DEPENDENCIES, TASKS
@@ -62,9 +62,9 @@ class Dependencies(Database):
         with self.engine.connect() as conn:
             return [(r.name, State(r.state)) for r in conn.execute(_OF_TASK, {"p_task": task_id})]
 
-    def dependents(self, task_id: str) -> list[dict[str, Any]]:
+    def dependents(self, task_id: str) -> list[Dependent]:
         """PENDING tasks waiting for `task_id`, each with its dependencies' names and states."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Dependent] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(_DEPENDENTS, {"p_task": task_id}):
                 dependent = out.setdefault(

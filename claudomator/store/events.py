@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
-from claudomator.events import Event
+from claudomator.records import Event
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.database import EVENT_IDS, Database
 from claudomator.store.schema import EVENTS
@@ -48,14 +48,14 @@ def write_event(
     event_id = result.inserted_primary_key[0]  # type: ignore[index]
     if (ids := conn.info.get(EVENT_IDS)) is not None:  # told to the other nodes at commit
         ids.append(event_id)
-    return {
+    event: Event = {
         "id": event_id,
         "type": type_,
         "at": at,
         "task_id": task_id,
         "execution_id": execution_id,
-        **data,
     }
+    return cast(Event, event | data)
 
 
 class Events(Database):

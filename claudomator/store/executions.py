@@ -13,23 +13,20 @@ import functools
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from claudomator.errors import LeaseLost
-from claudomator.events import Event
 from claudomator.ids import new_id
 from claudomator.logfiles import execution_logs
+from claudomator.records import Event, ExecutionEnd, LiveExecution, Started, StartedTask
 from claudomator.state import State
 from claudomator.store.events import write_event
 from claudomator.store.nodes import UP, lease_expired
 from claudomator.store.schema import EXECUTIONS, NODES, TASKS
 from claudomator.store.tasks import CHANGED, PICK, Tasks, in_pick_order, task_event
-
-# An execution just started: its id, its `task.started` event, and what it needs of its task.
-Started = tuple[str, Event, dict[str, Any]]
 
 
 class Executions(Tasks):
@@ -60,7 +57,10 @@ class Executions(Tasks):
                     "p_now_at": time.time(),
                 },
             ).mappings()
-            started = [self._started(conn, dict(row), executions_dir, values) for row in rows.all()]
+            started = [
+                self._started(conn, cast(StartedTask, dict(row)), executions_dir, values)
+                for row in rows.all()
+            ]
             self._idle = not started
             if not started:  # nothing to start, or no lease to start with?
                 self._check_lease(conn, node, values.get("owner_pid", 0))
@@ -99,7 +99,7 @@ class Executions(Tasks):
 
     @staticmethod
     def _started(
-        conn: Connection, row: dict[str, Any], executions_dir: Path, values: dict[str, Any]
+        conn: Connection, row: StartedTask, executions_dir: Path, values: dict[str, Any]
     ) -> Started:
         """The execution row of a task just started (`row`: its columns as updated), and its
         `task.started` event."""
@@ -120,7 +120,7 @@ class Executions(Tasks):
                 **values,
             },
         )
-        return execution_id, event, row
+        return Started(execution_id, event, row)
 
     def finish_execution(
         self,
@@ -134,13 +134,15 @@ class Executions(Tasks):
         task_values: dict[str, Any] | None = None,
         then: tuple[State, str, dict[str, Any]] | None = None,
         progress: Sequence[tuple[str, str, str, dict[str, Any]]] = (),
-        **values: Any,
+        end: ExecutionEnd | None = None,
     ) -> list[Event]:
-        """Record how an execution ended (`state`, `reason`, `values`) and move its task
+        """Record how an execution ended (`state`, `reason`, what it reported: `end`; none when
+        its process is gone) and move its task
         RUNNING → `task_state` (default: `state`), then on to `then` (a retry), all in one
         transaction, after its last progress events. Empty when the execution was already final
         (marked `interrupted` or `node lost` by another process): then only the money it reports
         spent is added to it (the daily budget must count it); its state and result stand."""
+        values = end.columns() if end is not None else {}
         with self.begin() as conn:
             result = conn.execute(
                 _FINISH_EXECUTION,
@@ -155,7 +157,7 @@ class Executions(Tasks):
             if result.rowcount != 1:
                 # already ended by another node (this one was found lost): its result stands,
                 # but money spent is spent, and the daily budget must count it
-                if values.get("cost_usd") and all(k in values for k in _SPEND):
+                if end is not None and end.cost_usd:
                     spend = {f"s_{k}": values[k] for k in _SPEND}
                     conn.execute(_LATE_SPEND, {"p_id": execution_id, **spend})
                 return []
@@ -205,7 +207,7 @@ class Executions(Tasks):
                 ).scalars()
             )
 
-    def running_executions(self) -> list[dict[str, Any]]:
+    def running_executions(self) -> list[LiveExecution]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -217,7 +219,7 @@ class Executions(Tasks):
                     EXECUTIONS.c.cancel_requested,
                 ).where(EXECUTIONS.c.state == State.RUNNING.value)
             ).mappings()
-            return [dict(r) for r in rows]
+            return [cast(LiveExecution, dict(r)) for r in rows]
 
 
 # what an execution starting needs of its task, besides what its event needs

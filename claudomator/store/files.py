@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from claudomator.events import Event
+from claudomator.records import Event, FileTask, StoredExecution, StoredFile
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.schema import EXECUTIONS, FILES, TASKS
 from claudomator.store.sources import record_version
@@ -90,12 +90,12 @@ class Files(Tasks):
                 update(FILES).where(FILES.c.id == file_id).values(updated_at=time.time(), **values)
             )
 
-    def files(self, folders: Iterable[str]) -> list[dict[str, Any]]:
+    def files(self, folders: Iterable[str]) -> list[StoredFile]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(FILES).where(FILES.c.node == self.node, FILES.c.folder.in_(list(folders)))
             ).mappings()
-            return [dict(r) for r in rows]
+            return [cast(StoredFile, dict(r)) for r in rows]
 
     def file_task_states(
         self, folders: Iterable[str], file_ids: str | Sequence[str] | None = None
@@ -148,20 +148,20 @@ class Files(Tasks):
         with self.engine.connect() as conn:
             return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)}
 
-    def file(self, file_id: str) -> dict[str, Any] | None:
+    def file(self, file_id: str) -> StoredFile | None:
         with self.engine.connect() as conn:
             row = (
                 conn.execute(select(FILES).where(FILES.c.id == file_id, FILES.c.node == self.node))
                 .mappings()
                 .first()
             )
-        return dict(row) if row else None
+        return cast(StoredFile, dict(row)) if row else None
 
-    def file_tasks(self, file_id: str) -> list[dict[str, Any]]:
+    def file_tasks(self, file_id: str) -> list[FileTask]:
         """The file's tasks, oldest first, each with its executions."""
         with self.engine.connect() as conn:
             tasks = [
-                dict(r)
+                cast(FileTask, {**r, "executions": []})
                 for r in conn.execute(
                     select(
                         TASKS.c.id, TASKS.c.name, TASKS.c.state, TASKS.c.reason, TASKS.c.attempts
@@ -170,16 +170,14 @@ class Files(Tasks):
                     .order_by(TASKS.c.id)
                 ).mappings()
             ]
-            by_task: dict[str, list[dict[str, Any]]] = {t["id"]: [] for t in tasks}
+            by_task = {t["id"]: t["executions"] for t in tasks}
             if tasks:
                 for r in conn.execute(
                     select(EXECUTIONS)
                     .where(EXECUTIONS.c.task_id.in_(list(by_task)))
                     .order_by(EXECUTIONS.c.id)
                 ).mappings():
-                    by_task[r["task_id"]].append(dict(r))
-            for t in tasks:
-                t["executions"] = by_task[t["id"]]
+                    by_task[r["task_id"]].append(cast(StoredExecution, dict(r)))
             return tasks
 
     def set_source_path(self, file_id: str, source_path: str) -> None:

@@ -9,11 +9,11 @@ face: its write transaction, its engine and its clock.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert, select, update
 
-from claudomator.events import Event
+from claudomator.records import Event, LostExecution, StoredNode
 from claudomator.state import State
 from claudomator.store.database import Database
 from claudomator.store.events import write_event
@@ -39,10 +39,10 @@ class Nodes:
         with self.store.engine.connect() as conn:
             return float(conn.execute(select(self._now)).scalar_one())
 
-    def get(self, node_id: str) -> dict[str, Any] | None:
+    def get(self, node_id: str) -> StoredNode | None:
         with self.store.engine.connect() as conn:
             row = conn.execute(select(NODES).where(NODES.c.id == node_id)).mappings().first()
-        return dict(row) if row else None
+        return cast(StoredNode, dict(row)) if row else None
 
     def register(self, node_id: str, **fields: Any) -> Event:
         """This process is node `node_id` now (state up, a fresh lease); the caller decided it may
@@ -123,7 +123,7 @@ class Nodes:
                 heartbeat_at=row.heartbeat_at,
             )
 
-    def lost_executions(self) -> list[dict[str, Any]]:
+    def lost_executions(self) -> list[LostExecution]:
         """RUNNING executions whose node is lost: they end FAILED `node lost`."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(
@@ -131,7 +131,7 @@ class Nodes:
                 .join(NODES, NODES.c.id == EXECUTIONS.c.owner_node)
                 .where(EXECUTIONS.c.state == State.RUNNING.value, NODES.c.state == LOST)
             ).mappings()
-            return [dict(r) for r in rows]
+            return [cast(LostExecution, dict(r)) for r in rows]
 
     def execution_owner(self, execution_id: str) -> str | None:
         with self.store.engine.connect() as conn:

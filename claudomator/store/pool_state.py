@@ -6,11 +6,12 @@ the light read path runs too.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert, update
 
-from claudomator.events import Event
+from claudomator import records
+from claudomator.records import Event
 from claudomator.store.database import Database
 from claudomator.store.events import write_event
 from claudomator.store.schema import META
@@ -20,16 +21,16 @@ from claudomator.store.sql import POOL_STATE, pool_state_from
 class PoolState(Database):
     """The part of `Store` that keeps the pool state."""
 
-    def pool_state(self) -> dict[str, Any]:
+    def pool_state(self) -> records.PoolState:
         with self.engine.connect() as conn:
             return pool_state_from(conn.exec_driver_sql(POOL_STATE).scalar())
 
-    def set_pool_state(self, **changes: Any) -> tuple[dict[str, Any], Event | None]:
+    def set_pool_state(self, **changes: Any) -> tuple[records.PoolState, Event | None]:
         """Merge `changes` into the pool state; an event when something changed."""
         with self.begin() as conn:
             value = conn.exec_driver_sql(POOL_STATE).scalar()
             state = pool_state_from(value)
-            new = {**state, **changes}
+            new = cast(records.PoolState, state | changes)
             if new == state:
                 return state, None
             if value is None:

@@ -14,16 +14,30 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from claudomator.config_values import is_postgresql_url, mask_url
 from claudomator.errors import StoreError
+from claudomator.records import (
+    Costs,
+    Event,
+    Execution,
+    Node,
+    NodeRunning,
+    PoolState,
+    Running,
+    Status,
+    StoredSource,
+    Task,
+    TaskDetail,
+)
 from claudomator.store.rows import (
     EXECUTION_COLUMNS,
     TASK_COLUMNS,
     execution_json,
     iso,
     node_json,
+    task_detail,
     task_json,
 )
 from claudomator.store.sql import (
@@ -134,7 +148,7 @@ class Reader:
         before_id: str | None = None,
         ids: Sequence[str] | None = None,
         dispatcher: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Task]:
         """Tasks newest first, filtered; `before_id` pages (ids sort by creation time)."""
         where: list[str] = []
         params: list[Any] = []
@@ -170,37 +184,36 @@ class Reader:
             params.append(limit)
         return [task_json(r, r["cost"]) for r in self._rows(sql, params)]
 
-    def task(self, task_id: str) -> dict[str, Any] | None:
+    def task(self, task_id: str) -> TaskDetail | None:
         """One task with its executions, oldest first."""
         rows = self._rows(
             f"SELECT {TASK_COLUMNS}, {_COST} AS cost FROM tasks t WHERE t.id = ?", [task_id]
         )
         if not rows:
             return None
-        data = task_json(rows[0], rows[0]["cost"], full=True)
-        data["executions"] = [
+        executions = [
             execution_json(r)
             for r in self._rows(
                 f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE task_id = ? ORDER BY id",
                 [task_id],
             )
         ]
-        return data
+        return task_detail(rows[0], rows[0]["cost"], executions)
 
-    def execution(self, execution_id: str) -> dict[str, Any] | None:
+    def execution(self, execution_id: str) -> Execution | None:
         rows = self._rows(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?", [execution_id]
         )
         return execution_json(rows[0]) if rows else None
 
-    def latest_execution(self, task_id: str) -> dict[str, Any] | None:
+    def latest_execution(self, task_id: str) -> Execution | None:
         rows = self._rows(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE task_id = ? ORDER BY id DESC LIMIT 1",
             [task_id],
         )
         return execution_json(rows[0]) if rows else None
 
-    def status(self, *, daily_budget_usd: float, slots: int) -> dict[str, Any]:
+    def status(self, *, daily_budget_usd: float, slots: int) -> Status:
         """What `claudomator status` and `GET /api/status` show: counts by state, running tasks,
         today's spend (local day) against the budget, the pool (paused, why, until when; the
         slots of every live node, else `slots`) and the nodes."""
@@ -231,7 +244,7 @@ class Reader:
             "nodes": nodes,
         }
 
-    def pool_state(self) -> dict[str, Any]:
+    def pool_state(self) -> PoolState:
         rows = self._rows(POOL_STATE)
         return pool_state_from(rows[0]["value"] if rows else None)
 
@@ -242,7 +255,7 @@ class Reader:
         rows = self._rows("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> list[Running]:
         rows = self._rows(
             "SELECT e.id, e.task_id, t.name, e.started_at, e.cost_usd, e.owner_host, e.owner_pid, "
             "e.owner_node FROM executions e JOIN tasks t ON t.id = e.task_id "
@@ -274,10 +287,10 @@ class Reader:
         rows = self._rows(f"SELECT {clock(True)} AS now")
         return float(rows[0]["now"]) if rows else time.time()
 
-    def nodes(self, running: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def nodes(self, running: list[Running] | None = None) -> list[Node]:
         """Every node that ever ran here, live ones first, each with what it runs now."""
         now = self.clock()
-        by_node: dict[str, list[dict[str, Any]]] = {}
+        by_node: dict[str, list[NodeRunning]] = {}
         for r in self.running() if running is None else running:
             by_node.setdefault(r["owner"]["node"], []).append(
                 {"task_id": r["task_id"], "name": r["name"], "execution_id": r["execution_id"]}
@@ -289,7 +302,7 @@ class Reader:
         )
         return [node_json(r, by_node.get(r["id"], []), now) for r in rows]
 
-    def costs(self, since: float) -> dict[str, list[dict[str, Any]]]:
+    def costs(self, since: float) -> Costs:
         """Spend since `since` per local day (by when each execution started) and per tag (a
         task's executions count for each of its tags; untagged ones under "(no tag)")."""
         import json
@@ -314,10 +327,10 @@ class Reader:
             ],
         }
 
-    def sources(self) -> list[dict[str, Any]]:
+    def sources(self) -> list[StoredSource]:
         """Each source's progress: the last commit ingested and what is wrong."""
         return [
-            dict(r)
+            cast(StoredSource, dict(r))
             for r in self._rows(
                 "SELECT name, kind, last_commit, error, updated_at FROM sources ORDER BY name"
             )
@@ -366,7 +379,7 @@ class Reader:
         )
         return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
 
-    def events_after(self, after: int, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    def events_after(self, after: int, limit: int = 1000) -> Iterator[Event]:
         import json
 
         for r in self._rows(
@@ -374,11 +387,11 @@ class Reader:
             "ORDER BY id LIMIT ?",
             [after, limit],
         ):
-            yield {
+            event: Event = {
                 "id": r["id"],
                 "at": r["at"],
                 "type": r["type"],
                 "task_id": r["task_id"],
                 "execution_id": r["execution_id"],
-                **json.loads(r["data_json"]),
             }
+            yield cast(Event, event | json.loads(r["data_json"]))

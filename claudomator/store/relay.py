@@ -17,7 +17,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from claudomator.events import Event
+from claudomator.records import Event
 from claudomator.store.reader import Reader
 
 log = structlog.get_logger("claudomator.relay")

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from claudomator.records import Execution, Node, NodeRunning, Task, TaskDetail
 from claudomator.secret import mask_env
 
 
@@ -37,8 +38,8 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def task_json(row: RowLike, cost_usd: float = 0.0, *, full: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
+def task_json(row: RowLike, cost_usd: float = 0.0) -> Task:
+    return {
         "id": row["id"],
         "name": row["name"],
         "state": row["state"],
@@ -53,19 +54,26 @@ def task_json(row: RowLike, cost_usd: float = 0.0, *, full: bool = False) -> dic
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
-    if full:
-        spec = json.loads(row["config_json"])
-        spec.setdefault("claude", {})["env"] = mask_env(spec.get("claude", {}).get("env") or {})
-        data["spec"] = spec
-        data["requeues"] = row["requeues"]
-        data["held"] = bool(row["held"])
-        data["depends_on_ids"] = json.loads(row["depends_on_ids_json"])
-        data["not_before"] = iso(row["not_before"])
-        data["provenance"] = json.loads(row["provenance_json"]) or None
-    return data
 
 
-def execution_json(row: RowLike) -> dict[str, Any]:
+def task_detail(row: RowLike, cost_usd: float, executions: list[Execution]) -> TaskDetail:
+    """A task with everything `status ID` shows: its spec (secret-looking env values masked),
+    where it came from and its executions."""
+    spec = json.loads(row["config_json"])
+    spec.setdefault("claude", {})["env"] = mask_env(spec.get("claude", {}).get("env") or {})
+    return {
+        **task_json(row, cost_usd),
+        "spec": spec,
+        "requeues": row["requeues"],
+        "held": bool(row["held"]),
+        "depends_on_ids": json.loads(row["depends_on_ids_json"]),
+        "not_before": iso(row["not_before"]),
+        "provenance": json.loads(row["provenance_json"]) or None,
+        "executions": executions,
+    }
+
+
+def execution_json(row: RowLike) -> Execution:
     return {
         "id": row["id"],
         "task_id": row["task_id"],
@@ -98,7 +106,7 @@ def execution_json(row: RowLike) -> dict[str, Any]:
     }
 
 
-def node_json(row: RowLike, running: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def node_json(row: RowLike, running: list[NodeRunning], now: float) -> Node:
     """A `nodes` row as the API shows it; `running`: its executions, `now`: the database's time."""
     return {
         "id": row["id"],

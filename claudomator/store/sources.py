@@ -7,11 +7,12 @@ records the copy's file).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from claudomator.records import StoredSource
 from claudomator.store.database import Database
 from claudomator.store.reader import source_key
 from claudomator.store.schema import GIT_VERSIONS, SOURCES
@@ -43,14 +44,14 @@ def record_version(
 class Sources(Database):
     """The part of `Store` that keeps this node's progress on its git sources."""
 
-    def source_state(self, name: str) -> dict[str, Any] | None:
+    def source_state(self, name: str) -> StoredSource | None:
         """This node's progress on source `name`: each node walks its own checkout (every version
         is still ingested once cluster-wide, see `add_files`). A row from before nodes existed,
         keyed by the name alone, is the starting point of the node that first reads it."""
         key = source_key(name, self.node)
         with self.engine.connect() as conn:
             rows = {
-                r["name"]: dict(r)
+                r["name"]: cast(StoredSource, dict(r))
                 for r in conn.execute(select(SOURCES).where(SOURCES.c.name.in_([key, name])))
                 .mappings()
                 .all()

@@ -8,7 +8,9 @@ connection) both run these; this module imports no SQLAlchemy so that the reader
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import cast
+
+from claudomator.records import PoolState
 
 # The schema `store.schema` declares: its MIGRATIONS bring any older database to it; the reader
 # reads this one (a database older than it is migrated first, see `Reader.outdated`).
@@ -19,9 +21,9 @@ STORED_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 POOL_STATE = "SELECT value FROM meta WHERE key = 'pool'"
 
 
-def pool_state_from(value: str | None) -> dict[str, Any]:
+def pool_state_from(value: str | None) -> PoolState:
     """The pool state (paused, why, until when, draining …) from its `meta` value; {} when none."""
-    return dict(json.loads(value)) if value else {}
+    return cast(PoolState, json.loads(value)) if value else {}
 
 
 def clock(postgresql: bool) -> str:

@@ -14,14 +14,14 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Float, bindparam, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from claudomator.errors import TransitionError
-from claudomator.events import Event
 from claudomator.ids import new_id
+from claudomator.records import Event, StoredTask
 from claudomator.state import State, valid_transition
 from claudomator.store.dependencies import Dependencies
 from claudomator.store.events import event_type, write_event
@@ -110,10 +110,10 @@ class Tasks(Dependencies):
                 )
         return ids, events
 
-    def task_row(self, task_id: str) -> dict[str, Any] | None:
+    def task_row(self, task_id: str) -> StoredTask | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
-        return dict(row) if row else None
+        return cast(StoredTask, dict(row)) if row else None
 
     def transition(
         self,
