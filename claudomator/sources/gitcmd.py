@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +27,21 @@ _REPOSITORY_ENV = frozenset(
 )
 
 
-def git_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment less anything pointing at another repository; optional locks off
-    (never the index lock), no prompts, literal pathspecs, no replace refs (what a commit says
-    is what it holds)."""
-    env = {
+def repository_free(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment less anything pointing git at another repository: what a
+    program that may run git of its own in a checkout (a worktree's setup) is given."""
+    return {
         k: v
         for k, v in (os.environ if base is None else base).items()
         if k not in _REPOSITORY_ENV and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
     }
+
+
+def git_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment less anything pointing at another repository; optional locks off
+    (never the index lock), no prompts, literal pathspecs, no replace refs (what a commit says
+    is what it holds)."""
+    env = repository_free(base)
     env.update(
         GIT_OPTIONAL_LOCKS="0",
         GIT_TERMINAL_PROMPT="0",
@@ -62,6 +69,11 @@ class Result:
     @property
     def text(self) -> str:
         return self.out.decode("utf-8", "replace").strip()
+
+
+# Per event loop and repository top folder: see `Git.worktree_lock`.
+_WORKTREE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]]
+_WORKTREE_LOCKS = weakref.WeakKeyDictionary()
 
 
 class Git:
@@ -151,6 +163,26 @@ class Git:
         found = await self.run("rev-parse", "-q", "--verify", ref + "^{commit}", ok=(0, 1, 128))
         return found.text if found.code == 0 and found.text else None
 
+    async def toplevel(self) -> Path | None:
+        """The top folder (links resolved) of the checkout the root is in; None when the root
+        is in none (or is no folder). A repository git refuses to read is an error."""
+        found = await self.run("rev-parse", "--show-toplevel", ok=(0, 128))
+        if found.code == 0 and found.text:
+            return real_path(found.text)
+        if "not a git repository" in found.err or "cannot change to" in found.err:
+            return None
+        if "must be run in a work tree" in found.err:
+            return None  # inside a git folder or a bare repository: no checkout
+        detail = (found.err.splitlines() or [f"exit {found.code}"])[-1]
+        raise GitError(f"git rev-parse in {self.root}: {detail}")
+
+    def worktree_lock(self) -> asyncio.Lock:
+        """This process's lock on the worktree records of the repository whose top folder is
+        the root: git reads every worktree's record when it adds, lists or removes one, and
+        fails on one half written (`failed to read .git/worktrees/<name>/commondir`)."""
+        locks = _WORKTREE_LOCKS.setdefault(asyncio.get_running_loop(), {})
+        return locks.setdefault(real_path(self.root), asyncio.Lock())
+
     async def is_ancestor(self, old: str, new: str) -> bool:
         return (await self.run("merge-base", "--is-ancestor", old, new, ok=(0, 1))).code == 0
 
@@ -183,4 +215,4 @@ def _command(args: Sequence[str]) -> str:
     return rest[0] if rest else "?"
 
 
-__all__ = ["Git", "Result", "git_env", "real_path"]
+__all__ = ["Git", "Result", "git_env", "real_path", "repository_free"]
