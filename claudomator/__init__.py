@@ -14,10 +14,10 @@ Where things are (imports go down: entry → orchestration → adapters → pure
   light stdlib read path), `spool.py` (the folders), `mirror.py` (files follow their tasks),
   `runner.py` + `proctree.py` + `logfiles.py` (claude as a subprocess), `sources/` (inbox and
   git), `notify.py`, `metrics.py`, `events.py`, `lock.py`, `log.py`.
-- pure: `records.py` (every record shown or passed around: task, execution, node, status,
-  event, an execution's start and end), `task.py`, `taskfile.py` + `taskdoc.py` +
-  `taskbuild.py`, `state.py`, `schedule.py`, `stream.py` + `outcome.py` + `transcript.py`,
-  `command.py`, `workdir.py`, `config*.py`, `datadir.py`, `errors.py`.
+- pure: `records.py` (every record shown: task, execution, node, status, event, result file),
+  `stored.py` (the rows as read back, an execution's start and end), `task.py`, `taskfile.py`
+  + `taskdoc.py` + `taskbuild.py`, `state.py`, `schedule.py`, `stream.py` + `outcome.py` +
+  `transcript.py`, `command.py`, `workdir.py`, `config*.py`, `datadir.py`, `errors.py`.
 
 One word per concept:
 

@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from claudomator.config import Config
-from claudomator.records import Event, PoolState
+from claudomator.records import Event
 from claudomator.schedule import Gate, pool_gate
 from claudomator.store.db import Store
 from claudomator.store.reader import Reader, start_of_today
+from claudomator.stored import PoolState
 
 SPENT_FOR_S = 5.0  # other processes spend too: today's spend is summed again this often
 

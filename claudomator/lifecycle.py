@@ -34,12 +34,13 @@ from claudomator.gate import PoolGate
 from claudomator.node import Node
 from claudomator.outcome import Outcome
 from claudomator.pool import Pool
-from claudomator.records import Event, ExecutionEnd, RetryCounts, Started, StartedTask
+from claudomator.records import Event
 from claudomator.runner import Runner, RunResult
 from claudomator.schedule import after_execution
 from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.db import Store
+from claudomator.stored import ExecutionEnd, RetryCounts, Started, StartedTask
 from claudomator.stream import Progress, StreamState
 from claudomator.task import RetryPolicy, TaskSpec
 

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from claudomator.records import FileTask, ResultFile, ResultTask, StoredFile
+from claudomator.records import ResultFile, ResultTask
 from claudomator.spool import Spool
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.rows import execution_json
+from claudomator.stored import FileTask, StoredFile
 
 if TYPE_CHECKING:
     from claudomator.store.db import Store

@@ -29,10 +29,11 @@ from claudomator.datadir import DataDir, write_private
 from claudomator.errors import ClaudomatorError, DatabaseUnavailable
 from claudomator.pool import Pool
 from claudomator.proctree import kill_tree, leftovers, process_started
-from claudomator.records import Event, StoredNode
+from claudomator.records import Event
 from claudomator.store.db import Store
 from claudomator.store.nodes import UP, Nodes
 from claudomator.store.reader import Reader
+from claudomator.stored import StoredNode
 
 log = structlog.get_logger("claudomator.node")
 

@@ -1,15 +1,11 @@
-"""The records claudomator shows and passes around, declared once: a task, an execution, a node,
-a source, the status overview, spend, the stored pool state, and the rows the write path reads
-back. The store builds them (`store.rows`), the service hands them out, the CLI renders them and
-the API's schema is derived from them (`api.shapes`). Pure: types only."""
+"""The records claudomator shows, declared once: a task, an execution, a node, a source, the
+status overview, spend, a result file, and the events. The store builds them (`store.rows`), the
+service hands them out, the CLI renders them and the API's schema is derived from them
+(`api.shapes`). The rows as stored are in `claudomator.stored`. Pure: types only."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TypedDict
-
-from claudomator.state import State
+from typing import Any, Literal, TypedDict
 
 # A JSON object whose shape is someone else's: a line of claude's stream-json, a TOML table, a
 # JSON schema. Read with care (`.get`, isinstance); the records below are claudomator's own.
@@ -150,16 +146,6 @@ class Costs(TypedDict):
     tags: list[TagCost]  # most spent first
 
 
-class StoredSource(TypedDict):
-    """A node's progress on one source, as stored."""
-
-    name: str
-    kind: str
-    last_commit: str
-    error: str
-    updated_at: float
-
-
 class Source(TypedDict):
     """A configured source and this node's progress on it, as `claudomator sources` shows it."""
 
@@ -172,61 +158,6 @@ class Source(TypedDict):
     last_commit: str | None
     error: str | None
     updated_at: str | None
-
-
-class PoolState(TypedDict, total=False):
-    """The stored pool state (the `meta` row `pool`); a key never set is absent."""
-
-    paused: bool
-    reason: str
-    draining: bool
-    rate_limited_until: float
-    rate_limit_reason: str
-    budget_day: str
-
-
-class StoredTask(TypedDict):
-    """A `tasks` row as the write path reads it back."""
-
-    id: str
-    name: str
-    state: str
-    reason: str
-    priority: str
-    priority_rank: int
-    attempts: int
-    requeues: int
-    held: bool
-    dispatcher: str
-    config_json: str
-    retry_json: str
-    tags_json: str
-    depends_on_json: str
-    depends_on_ids_json: str
-    source: str
-    source_path: str
-    provenance_json: str
-    file_id: str  # the spool file it came from, if any
-    not_before: float
-    sort_key: float
-    created_at: float
-    updated_at: float
-
-
-class StoredFile(TypedDict):
-    """A `files` row: one task file this node claimed, and where it is now."""
-
-    id: str
-    node: str
-    source: str
-    rel_path: str
-    folder: str
-    name: str
-    error: str
-    fingerprint: str
-    provenance_json: str
-    created_at: float
-    updated_at: float
 
 
 class ResultTask(TypedDict):
@@ -251,174 +182,21 @@ class ResultFile(TypedDict):
     tasks: list[ResultTask]
 
 
-class StoredExecution(TypedDict):
-    """An `executions` row."""
-
-    id: str
-    task_id: str
-    attempt: int
-    state: str
-    reason: str
-    started_at: float
-    finished_at: float | None
-    exit_code: int | None
-    cost_usd: float
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    model_usage_json: str
-    session_id: str
-    num_turns: int | None
-    duration_ms: int | None
-    cli_version: str
-    model: str
-    result_text: str
-    errors_json: str
-    permission_denials_json: str
-    api_error_status: int | None
-    stdout_path: str
-    stderr_path: str
-    owner_host: str
-    owner_pid: int
-    owner_started: float
-    owner_node: str
-    cancel_requested: bool
-
-
-@dataclass(frozen=True)
-class ExecutionEnd:
-    """What an execution reported as it ended, as its row records it (one field per column)."""
-
-    exit_code: int | None = None
-    cost_usd: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
-    model_usage_json: str = "{}"
-    session_id: str = ""
-    num_turns: int | None = None
-    duration_ms: int | None = None
-    cli_version: str = ""
-    model: str = ""
-    result_text: str = ""
-    errors_json: str = "[]"
-    permission_denials_json: str = "[]"
-    api_error_status: int | None = None
-
-    def columns(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
-class RetryCounts(TypedDict):
-    """What the retry policy judges a task by: its attempts (the execution at hand counted), the
-    requeues that used no attempt, and its policy as JSON."""
-
-    attempts: int
-    requeues: int
-    retry_json: str
-
-
-class StartedTask(RetryCounts):
-    """A task as its start updated it (the columns its `task.started` event and its execution
-    need)."""
-
-    id: str
-    name: str
-    file_id: str
-    cost: float  # its executions' cost so far
-    config_json: str  # its TaskSpec as JSON
-
-
-class Started(NamedTuple):
-    """An execution just started: its id, its `task.started` event and its task."""
-
-    execution_id: str
-    event: Event
-    task: StartedTask
-
-
-class FileTask(TypedDict):
-    """One of a file's tasks, as its result file and the intake read it."""
-
-    id: str
-    name: str
-    state: str
-    reason: str
-    attempts: int
-    executions: list[StoredExecution]
-
-
-class Dependent(TypedDict):
-    """A PENDING task waiting for another, with its dependencies' names and states."""
-
-    id: str
-    held: bool
-    dependencies: list[tuple[str, State]]  # (name, state)
-
-
-class LostExecution(TypedDict):
-    """A RUNNING execution whose node was found lost."""
-
-    id: str
-    task_id: str
-    owner_node: str
-
-
-class LiveExecution(TypedDict):
-    """A RUNNING execution and who owns it, as recovery and the cancel watch read it."""
-
-    id: str
-    task_id: str
-    owner_host: str
-    owner_pid: int
-    owner_started: float
-    cancel_requested: bool
-
-
-class StoredNode(TypedDict):
-    """A `nodes` row."""
-
-    id: str
-    kind: str
-    host: str
-    pid: int
-    process_started: float
-    state: str
-    slots: int
-    heartbeat_at: float
-    heartbeat_s: float
-    lease_s: float
-    started_at: float
-    stopped_at: float | None
-    data_dir: str
-    version: str
-
-
-# The events a task's state changes publish (`store.events.event_type`), then the others.
-TASK_EVENTS = ("task.created", "task.queued", "task.started", "task.finished")
-EVENT_TYPES = (
-    *TASK_EVENTS,
-    # an execution's progress, at most every 0.25 s (`claudomator.stream.Progress`)
-    *("execution.started", "execution.tool_call", "execution.text", "execution.cost"),
-    *("execution.api_retry", "execution.rate_limit"),
-    "node.up",
-    "node.stopped",
-    "node.lost",
-    "pool.changed",  # paused, resumed, drained, rate limited (the stored pool state)
-    "pool.waiting",  # a notice, never stored: `claudomator run` waits for the pool
-    "hub.overflow",  # to a subscriber that fell behind, before it is dropped
-)
-
-
 class Event(TypedDict, total=False):
     """A committed fact, as published and stored (`events` table: id, at, type, task and
     execution ids, the rest as `data_json`). Every stored event has id, type, at, task_id and
-    execution_id; the other keys depend on its type."""
+    execution_id; the other keys depend on its type:
+
+    - task.created, task.queued, task.started, task.finished: a task entered a state
+      (`store.events.event_type`);
+    - execution.started, .tool_call, .text, .cost, .api_retry, .rate_limit: an execution's
+      progress, at most every 0.25 s (`stream.Progress`);
+    - node.up, node.stopped, node.lost; pool.changed (the stored pool state);
+    - never stored: pool.waiting (`claudomator run` waits for the pool), hub.overflow (to a
+      subscriber that fell behind, before it is dropped)."""
 
     id: int
-    type: str  # one of EVENT_TYPES
+    type: str
     at: float
     task_id: str
     execution_id: str

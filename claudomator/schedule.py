@@ -6,8 +6,8 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from claudomator.records import PoolState
 from claudomator.state import State
+from claudomator.stored import PoolState
 
 RATE_LIMIT_BACKOFF_S = 60.0
 

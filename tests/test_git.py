@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from claudomator.intake import Intake
-from claudomator.records import StoredSource, TaskDetail
+from claudomator.records import TaskDetail
 from claudomator.serve import git_sources
 from claudomator.sources.git import GitWatcher
+from claudomator.stored import StoredSource
 from tests.needs import needs
 from tests.services import make_service
 from tests.taskfiles import batch_yaml, scenario, task_data, task_yaml

@@ -34,7 +34,7 @@ LAYER = {
     **dict.fromkeys(["config", "config_keys", "config_values", "config_notify"], 0),
     **dict.fromkeys(["config_sources", "datadir", "schedule", "duration", "ids", "secret"], 0),
     **dict.fromkeys(["failpoint", "token", "stream", "streamjson", "outcome", "transcript"], 0),
-    **dict.fromkeys(["command", "workdir", "sources.gitplan", "records", "workspace"], 0),
+    **dict.fromkeys(["command", "workdir", "sources.gitplan", "records", "stored", "workspace"], 0),
 }
 # third-party library -> the modules (or packages) that own it; structlog is everyone's
 OWNERS: dict[str, str | tuple[str, ...]] = {

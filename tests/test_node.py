@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 from claudomator.config import DataDir, load_config
 from claudomator.errors import ConfigError, DatabaseUnavailable, LeaseLost
 from claudomator.node import may_take, node_id_for
-from claudomator.records import Event, ExecutionEnd, StoredNode, StoredSource
+from claudomator.records import Event
 from claudomator.service import Claudomator
 from claudomator.state import State
 from claudomator.store.db import Store
@@ -29,6 +29,7 @@ from claudomator.store.nodes import Nodes
 from claudomator.store.reader import Reader
 from claudomator.store.relay import Relay, parse_payload
 from claudomator.store.schema import NODES, SCHEMA_VERSION
+from claudomator.stored import ExecutionEnd, StoredNode, StoredSource
 from tests.services import make_service
 from tests.test_store import new_task, raw
 

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from claudomator.records import PoolState
 from claudomator.schedule import (
     MIN_FREE_BYTES,
     After,
@@ -17,6 +16,7 @@ from claudomator.schedule import (
     pool_gate,
 )
 from claudomator.state import State
+from claudomator.stored import PoolState
 
 S = State
 NOW = 1_000_000.0

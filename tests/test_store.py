@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from claudomator.errors import StoreError, TransitionError
-from claudomator.records import ExecutionEnd
 from claudomator.state import State
 from claudomator.store.db import NewTask, Store
 from claudomator.store.reader import Reader
 from claudomator.store.schema import SCHEMA_VERSION
+from claudomator.stored import ExecutionEnd
 
 
 def new_task(name: str = "a", **changes: object) -> NewTask:

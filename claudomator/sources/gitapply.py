@@ -11,10 +11,10 @@ from pathlib import Path
 
 import structlog
 
-from claudomator.records import StoredFile
 from claudomator.sources.gitplan import Action, Commit, Follow, Offer, Reject, Withdraw
 from claudomator.sources.links import Links
 from claudomator.state import State
+from claudomator.stored import StoredFile
 
 log = structlog.get_logger("claudomator.sources.git")
 

@@ -11,10 +11,10 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
 from claudomator.errors import StoreError
-from claudomator.records import Dependent
 from claudomator.state import State
 from claudomator.store.database import Database
 from claudomator.store.schema import DEPENDENCIES, TASKS
+from claudomator.stored import Dependent
 
 
 class Dependencies(Database):

@@ -21,12 +21,13 @@ from sqlalchemy.engine import Connection
 from claudomator.errors import LeaseLost
 from claudomator.ids import new_id
 from claudomator.logfiles import execution_logs
-from claudomator.records import Event, ExecutionEnd, LiveExecution, Started, StartedTask
+from claudomator.records import Event
 from claudomator.state import State
 from claudomator.store.events import write_event
 from claudomator.store.nodes import UP, lease_expired
 from claudomator.store.schema import EXECUTIONS, NODES, TASKS
 from claudomator.store.tasks import CHANGED, PICK, Tasks, in_pick_order, task_event
+from claudomator.stored import ExecutionEnd, LiveExecution, Started, StartedTask
 
 
 class Executions(Tasks):

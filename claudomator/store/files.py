@@ -11,11 +11,12 @@ from typing import Any, cast
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from claudomator.records import Event, FileTask, StoredExecution, StoredFile
+from claudomator.records import Event
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.schema import EXECUTIONS, FILES, TASKS
 from claudomator.store.sources import record_version
 from claudomator.store.tasks import NewTask, Tasks
+from claudomator.stored import FileTask, StoredExecution, StoredFile
 
 
 class Files(Tasks):

@@ -13,11 +13,12 @@ from typing import Any, cast
 
 from sqlalchemy import insert, select, update
 
-from claudomator.records import Event, LostExecution, StoredNode
+from claudomator.records import Event
 from claudomator.state import State
 from claudomator.store.database import Database
 from claudomator.store.events import write_event
 from claudomator.store.schema import EXECUTIONS, FILES, NODES, TASKS
+from claudomator.stored import LostExecution, StoredNode
 
 UP, STOPPED, LOST = "up", "stopped", "lost"
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import insert, update
 
-from claudomator import records
+from claudomator import stored
 from claudomator.records import Event
 from claudomator.store.database import Database
 from claudomator.store.events import write_event
@@ -21,16 +21,16 @@ from claudomator.store.sql import POOL_STATE, pool_state_from
 class PoolState(Database):
     """The part of `Store` that keeps the pool state."""
 
-    def pool_state(self) -> records.PoolState:
+    def pool_state(self) -> stored.PoolState:
         with self.engine.connect() as conn:
             return pool_state_from(conn.exec_driver_sql(POOL_STATE).scalar())
 
-    def set_pool_state(self, **changes: Any) -> tuple[records.PoolState, Event | None]:
+    def set_pool_state(self, **changes: Any) -> tuple[stored.PoolState, Event | None]:
         """Merge `changes` into the pool state; an event when something changed."""
         with self.begin() as conn:
             value = conn.exec_driver_sql(POOL_STATE).scalar()
             state = pool_state_from(value)
-            new = cast(records.PoolState, state | changes)
+            new = cast(stored.PoolState, state | changes)
             if new == state:
                 return state, None
             if value is None:

@@ -24,10 +24,8 @@ from claudomator.records import (
     Execution,
     Node,
     NodeRunning,
-    PoolState,
     Running,
     Status,
-    StoredSource,
     Task,
     TaskDetail,
 )
@@ -48,6 +46,7 @@ from claudomator.store.sql import (
     pool_state_from,
     task_cost,
 )
+from claudomator.stored import PoolState, StoredSource
 
 _COST = task_cost("t")
 

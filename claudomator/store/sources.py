@@ -12,10 +12,10 @@ from typing import Any, cast
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
-from claudomator.records import StoredSource
 from claudomator.store.database import Database
 from claudomator.store.reader import source_key
 from claudomator.store.schema import GIT_VERSIONS, SOURCES
+from claudomator.stored import StoredSource
 
 
 def record_version(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import cast
 
-from claudomator.records import PoolState
+from claudomator.stored import PoolState
 
 # The schema `store.schema` declares: its MIGRATIONS bring any older database to it; the reader
 # reads this one (a database older than it is migrated first, see `Reader.outdated`).

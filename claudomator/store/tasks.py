@@ -21,12 +21,13 @@ from sqlalchemy.engine import Connection
 
 from claudomator.errors import TransitionError
 from claudomator.ids import new_id
-from claudomator.records import Event, StoredTask
+from claudomator.records import Event
 from claudomator.state import State, valid_transition
 from claudomator.store.dependencies import Dependencies
 from claudomator.store.events import event_type, write_event
 from claudomator.store.schema import TASKS
 from claudomator.store.sql import task_cost
+from claudomator.stored import StoredTask
 
 
 @dataclass(frozen=True)
