@@ -25,6 +25,7 @@ from claudomator.datadir import DataDir, home_dir
 from claudomator.duration import format_duration, parse_duration
 from claudomator.errors import ConfigError
 from claudomator.records import JSONObject
+from claudomator.workspace import Mode
 
 __all__ = [
     "KEYS",
@@ -51,6 +52,10 @@ class Config:
     claude_timeout_s: float = field_for("claude.timeout")
     claude_working_dir: str = field_for("claude.working_dir")
     allowed_roots: tuple[str, ...] = field_for("claude.allowed_roots")
+    workspace_mode: Mode = field_for("claude.workspace")  # noqa: RUF009 (a Literal of str)
+    branch_prefix: str = field_for("workspace.branch_prefix")
+    max_disk: int = field_for("workspace.max_disk")
+    setup_timeout_s: float = field_for("workspace.setup_timeout")
     interrupt_grace_s: float = field_for("runner.interrupt_grace")
     terminate_grace_s: float = field_for("runner.terminate_grace")
     stop_grace_s: float = field_for("runner.stop_grace")

@@ -14,6 +14,8 @@ from typing import Any
 
 from claudomator.config_values import (
     boolean,
+    branch_prefix,
+    byte_size,
     choice,
     count,
     database_url,
@@ -85,6 +87,32 @@ KEYS: tuple[Key, ...] = (
         text,
         "",
         "working_dir for tasks that set none; empty means the user's home directory",
+    ),
+    Key(
+        "claude.workspace",
+        choice("shared", "worktree"),
+        "shared",
+        "where inbox, API and `run` tasks that set no workspace run: shared (working_dir "
+        "itself) or worktree (a git worktree on a branch of the task's own)",
+    ),
+    Key(
+        "workspace.branch_prefix",
+        branch_prefix,
+        "claudomator",
+        "a worktree task's branch is <prefix>/<slug of its name>-<short id>",
+    ),
+    Key(
+        "workspace.max_disk",
+        byte_size,
+        0,
+        "new worktree tasks wait in QUEUED while all worktrees together use this much disk "
+        "(e.g. 20G); 0 means no limit",
+    ),
+    Key(
+        "workspace.setup_timeout",
+        parse_duration,
+        "15m",
+        "a worktree's setup command is stopped after this long, failing the execution",
     ),
     Key(
         "runner.interrupt_grace",

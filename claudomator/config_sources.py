@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from claudomator.config_values import boolean, names, tables
+from claudomator.config_values import boolean, choice, names, tables
 from claudomator.duration import format_duration, parse_duration
 from claudomator.errors import ConfigError
 from claudomator.records import JSONObject
+from claudomator.workspace import Mode
 
 SOURCE_FIELDS = (
     "name",
@@ -22,6 +23,7 @@ SOURCE_FIELDS = (
     "remote",
     "fetch_interval",
     "ingest_existing",
+    "workspace",
     "require_signed",
     "allowed_signers",
     "allowed_keys",
@@ -45,6 +47,7 @@ class GitSource:
     remote: str = ""  # a remote of the checkout (e.g. "origin"): fetched and fast-forwarded
     fetch_interval_s: float = 60.0
     ingest_existing: bool = False  # run the task files already there when first seen
+    workspace: Mode = "worktree"  # where its tasks that set no workspace run (shared | worktree)
     require_signed: bool = False
     allowed_signers: str = ""  # SSH allowed-signers file (git's gpg.ssh.allowedSignersFile)
     allowed_keys: tuple[str, ...] = ()  # OpenPGP fingerprints, upper-case hex
@@ -139,6 +142,7 @@ def _git_source(table: JSONObject) -> GitSource:
     for author in authors:
         if "@" not in author or any(c in author for c in " <>"):
             raise _FieldProblem("allowed_authors", f"{author!r} is not an e-mail address")
+    workspace = parsed("workspace", choice("shared", "worktree"))
     require_signed = parsed("require_signed", boolean)
     if require_signed and not (signers or keys):
         raise _FieldProblem(
@@ -153,6 +157,7 @@ def _git_source(table: JSONObject) -> GitSource:
         remote=remote,
         fetch_interval_s=interval,
         ingest_existing=parsed("ingest_existing", boolean),
+        workspace=workspace,
         require_signed=require_signed,
         allowed_signers=signers,
         allowed_keys=keys,
@@ -178,7 +183,8 @@ SOURCES_TEMPLATE = (
     "# under @<name>/. With `remote`, claudomator fetches every `fetch_interval` and",
     "# fast-forwards the branch (never resets). require_signed = true runs only commits with a",
     "# good signature from allowed_signers (an SSH allowed-signers file) or allowed_keys",
-    "# (OpenPGP fingerprints); allowed_authors filters by author e-mail.",
+    "# (OpenPGP fingerprints); allowed_authors filters by author e-mail. Its tasks run in a git",
+    "# worktree of their own unless they or `workspace` (shared | worktree) say otherwise.",
     "#   [[sources]]",
     '#   name = "team"',
     '#   kind = "git"',
@@ -188,6 +194,7 @@ SOURCES_TEMPLATE = (
     '#   remote = "origin"',
     '#   fetch_interval = "1m"',
     "#   ingest_existing = false",
+    '#   workspace = "worktree"',
     "#   require_signed = false",
     '#   allowed_signers = "/etc/claudomator/allowed_signers"',
     '#   allowed_keys = ["0123456789ABCDEF0123456789ABCDEF01234567"]',

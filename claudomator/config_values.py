@@ -8,6 +8,7 @@ config keys, `[[notify]]` and `[[sources]]` share them, and `tables` and `did_yo
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from claudomator.errors import ConfigError
 from claudomator.records import JSONObject
+from claudomator.workspace import check_prefix
 
 
 def positive_int(value: object) -> int:
@@ -28,6 +30,25 @@ def positive_int(value: object) -> int:
     if number < 1:
         raise ValueError(f"{value!r} must be at least 1")
     return number
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def byte_size(value: object) -> int:
+    """Bytes, as a whole number or with a binary unit: 500M, 20G, 1.5T (K, M, G, T; an optional
+    trailing B or iB); 0 means no limit."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not a size (e.g. 20G, 500M or a number of bytes)")
+    text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        number = float(text[: len(text) - len(unit)])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a size (e.g. 20G, 500M or a number of bytes)") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} is not a size >= 0")
+    return int(number * _SIZE_UNITS[unit])
 
 
 def port(value: object) -> int:
@@ -93,7 +114,7 @@ def money(value: object) -> float:
     return number
 
 
-NUMBERS: tuple[Callable[[object], Any], ...] = (positive_int, port, money, count)
+NUMBERS: tuple[Callable[[object], Any], ...] = (positive_int, port, money, count, byte_size)
 """The parsers of numbers: a value for them from the environment is stripped first."""
 
 POSTGRESQL_SCHEMES = ("postgresql+psycopg://", "postgresql://")
@@ -119,6 +140,10 @@ def database_url(value: object) -> str:
             "leave it empty for SQLite in the data dir"
         )
     return url
+
+
+def branch_prefix(value: object) -> str:
+    return check_prefix(text(value))
 
 
 def choice(*choices: str) -> Callable[[object], str]:

@@ -48,6 +48,11 @@ class DataDir:
         return self.root / "executions"
 
     @property
+    def workspaces(self) -> Path:
+        """The worktrees of worktree tasks, one folder per task id."""
+        return self.root / "workspaces"
+
+    @property
     def spool(self) -> dict[str, Path]:
         return {
             name: self.root / name for name in ("inbox", "queued", "running", "done", "rejected")

@@ -29,7 +29,8 @@ from claudomator.spool import Spool
 from claudomator.store.db import NewTask, Store
 from claudomator.task import PRIORITY_RANK
 from claudomator.taskfile import ParsedFile, parse_file
-from claudomator.workdir import confine
+from claudomator.workdir import confine, settle_file
+from claudomator.workspace import Mode
 
 log = structlog.get_logger("claudomator.intake")
 
@@ -166,6 +167,14 @@ class Ingest:
             log.info("intake.queued", file=display, name=placed)
         return placed
 
+    def _workspace_mode(self, source: str) -> Mode:
+        """Where the tasks of `source` that set no workspace run: a git source's own default,
+        else `claude.workspace`."""
+        for git in self.config.sources:
+            if source == f"@{git.name}":
+                return git.workspace
+        return self.config.workspace_mode
+
     def _parse(self, claim: Claim, names: set[str]) -> tuple[list[NewTask], str]:
         """The tasks of one staged file, or why it is rejected. `names`: the task names of the
         files before it in the same transaction (a dependency may name them)."""
@@ -183,12 +192,16 @@ class Ingest:
                 max_bytes=self.config.max_file_bytes,
             )
             specs = [confine(t, claim.base_dir, self.config.allowed_roots) for t in parsed.tasks]
+            parsed = settle_file(
+                ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings),
+                self._workspace_mode(claim.source),
+                self.config.default_working_dir(),
+            )
         except TaskFileError as e:
             return [], e.message
         except ValueError as e:
             return [], f"{claim.display}: {e}"
-        names.update(t.name for t in specs)
-        parsed = ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings)
+        names.update(t.name for t in parsed.tasks)
         return new_tasks(
             parsed,
             source=claim.source,

@@ -62,6 +62,9 @@ class Execution(TypedDict):
     errors: list[Any]  # claude's `errors`, as it reported them
     permission_denials: list[Any]  # claude's `permission_denials`, as it reported them
     api_error_status: int | None
+    # where it ran: mode, path and, in a worktree, branch, base, head, commits, files_changed,
+    # insertions, deletions, diff_path, push_error, node (`workspace.WorkspaceRecord`)
+    workspace: JSONObject | None
     stdout_path: str
     stderr_path: str
     owner: Owner

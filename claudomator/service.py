@@ -45,6 +45,7 @@ from claudomator.store.db import Store
 from claudomator.store.reader import Reader
 from claudomator.taskfile import ParsedFile, parse_bytes, parse_file, parse_object
 from claudomator.views import Views
+from claudomator.workdir import settle_file
 
 if TYPE_CHECKING:
     from claudomator.intake import Intake
@@ -135,6 +136,7 @@ class Claudomator:
     def submit(self, parsed: ParsedFile, *, source: str, **options: Any) -> list[str]:
         """Record the tasks of one file (`options` as for `ingest.new_tasks`); QUEUED unless held or
         waiting for dependencies."""
+        parsed = settle_file(parsed, self.config.workspace_mode, self.config.default_working_dir())
         ids, events = self.store.add_tasks(new_tasks(parsed, source=source, **options))
         self.publish(events)
         return ids

@@ -189,6 +189,7 @@ class ExecutionEnd:
     errors_json: str = "[]"
     permission_denials_json: str = "[]"
     api_error_status: int | None = None
+    workspace_json: str = ""
 
     def columns(self) -> dict[str, object]:
         return dataclasses.asdict(self)

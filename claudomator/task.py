@@ -11,6 +11,7 @@ from pydantic import ValidationError as ValidationError  # re-exported: pydantic
 from claudomator.duration import parse_duration
 from claudomator.records import JSONObject
 from claudomator.secret import mask_env
+from claudomator.workspace import Workspace, workspace_input
 
 PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
 PRIORITIES = ("high", "normal", "low")
@@ -27,6 +28,15 @@ _DURATION_SCHEMA = {
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def _workspace_or_default(value: object) -> object:
+    return None if value is None else workspace_input(value)
+
+
+# `shared`, `worktree` or the mapping; None (left out): the default of the task's source, which
+# intake writes in (`workdir.settle`), so that a recorded task always says where it runs
+WorkspaceField = Annotated[Workspace | None, BeforeValidator(_workspace_or_default)]
 
 
 class _Strict(BaseModel):
@@ -91,6 +101,12 @@ class TaskSpec(_Strict):
         default_factory=list, description="names in the same file, else the newest task so named"
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy.model_validate({}))
+    workspace: WorkspaceField = Field(
+        None,
+        description="shared: run in working_dir itself; worktree: in a git worktree of the "
+        "repository on a branch of the task's own; default [claude] workspace (a git source: "
+        "worktree)",
+    )
 
     def shown(self) -> JSONObject:
         """The spec as JSON for people: secret-looking env values masked."""

@@ -1,6 +1,7 @@
 """Where an execution runs: the task's working_dir, else the configured default; whether a path
-lies inside the allowed roots; and a file's working_dir confined to its checkout and those roots.
-Pure but for resolving links."""
+lies inside the allowed roots; a file's working_dir confined to its checkout and those roots; and
+a task's workspace settled at intake (its source's default filled in; a worktree only inside a
+git repository). Pure but for resolving links and looking for `.git`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from claudomator.config import Config
+from claudomator.errors import FieldError, TaskFileError
 from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile
+from claudomator.workspace import Mode, Workspace
 
 
 def working_dir(spec: TaskSpec, config: Config) -> Path:
@@ -45,3 +49,42 @@ def confine(spec: TaskSpec, base: Path | None, allowed_roots: Sequence[str]) -> 
     if base is None:
         return spec
     return spec.model_copy(update={"claude": spec.claude.model_copy(update={"working_dir": real})})
+
+
+def git_repository(path: Path) -> Path | None:
+    """The top folder of the git checkout `path` (links resolved) is in, by its `.git` (a folder,
+    or the file of a worktree or submodule); None when it is in none."""
+    here = Path(os.path.realpath(path))
+    for folder in (here, *here.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return None
+
+
+def settle(spec: TaskSpec, default_mode: Mode, default_dir: str) -> TaskSpec:
+    """`spec` with its workspace said: its own, else `default_mode` (its source's default); a
+    worktree needs its working_dir (else `default_dir`) inside a git repository: ValueError."""
+    workspace = spec.workspace or Workspace(mode=default_mode)
+    if workspace.mode == "worktree":
+        path = Path(os.path.expanduser(spec.claude.working_dir or default_dir))
+        if git_repository(path) is None:
+            raise ValueError(
+                f"workspace: worktree needs a git repository, and working_dir {str(path)!r} is "
+                "not inside one (make it one, or use workspace: shared)"
+            )
+    return spec if spec.workspace == workspace else spec.model_copy(update={"workspace": workspace})
+
+
+def settle_file(parsed: ParsedFile, default_mode: Mode, default_dir: str) -> ParsedFile:
+    """Every task of `parsed` settled; TaskFileError naming the file and each task's field."""
+    specs, errors = [], []
+    for i, spec in enumerate(parsed.tasks):
+        try:
+            specs.append(settle(spec, default_mode, default_dir))
+        except ValueError as e:
+            where = f"tasks[{i}].workspace" if parsed.is_batch else "workspace"
+            message = str(e).removeprefix("workspace: ")
+            errors.append(FieldError(parsed.path, 0, 0, where, f"task {spec.name!r}: {message}"))
+    if errors:
+        raise TaskFileError(errors)
+    return ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings)

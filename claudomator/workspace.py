@@ -243,6 +243,8 @@ class WorkspaceRecord:
 
     mode: Mode
     path: str
+    repo: str | None = None  # the repository the branch is in
+    node: str | None = None  # the node whose disk holds the worktree
     branch: str | None = None
     base: str | None = None
     head: str | None = None

@@ -203,7 +203,8 @@ class Worktrees:
                 tree.base, head,
             )  # fmt: skip
         return WorkspaceRecord(
-            mode="worktree", path=str(tree.path), branch=tree.branch, base=tree.base, head=head,
+            mode="worktree", path=str(tree.path), repo=str(tree.repo), branch=tree.branch,
+            base=tree.base, head=head,
             commits=commits, files_changed=files, insertions=insertions, deletions=deletions,
             diff_path=None if diff_path is None else str(diff_path),
         )  # fmt: skip

@@ -289,7 +289,7 @@ def test_the_template_shows_a_sources_table_commented_out() -> None:
     parsed = tomllib.loads("\n".join(block[start:]))
     assert set(parsed["sources"][0]) == {
         "name", "kind", "path", "subdir", "branch", "remote", "fetch_interval", "ingest_existing",
-        "require_signed", "allowed_signers", "allowed_keys", "allowed_authors",
+        "require_signed", "allowed_signers", "allowed_keys", "allowed_authors", "workspace",
     }  # fmt: skip
     example = (Path(__file__).resolve().parent.parent / "deploy/config.example.toml").read_text()
     assert example.strip() == text.strip()  # deploy/ is the template, regenerated

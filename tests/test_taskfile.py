@@ -192,7 +192,7 @@ def test_merged_value_error_points_at_anchor(tmp_path: Path) -> None:
 # --- every error class, with line:column and field path -----------------------------------------
 
 TASK = "name: a\nclaude: {instructions: i}\n"
-KNOWN = "name, claude, timeout, priority, tags, depends_on, retry"
+KNOWN = "name, claude, timeout, priority, tags, depends_on, retry, workspace"
 MODES = "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
 TWO = "tasks:\n  - name: a\n    claude: {instructions: i}\n"
 

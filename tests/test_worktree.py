@@ -309,7 +309,8 @@ def test_record_counts_the_branch_and_saves_the_diff(
     diff.unlink()
     record = run(trees.record(tree, diff))
     assert record == WorkspaceRecord(
-        mode="worktree", path=str(tree.path), branch=BRANCH, base=tree.base, head=head,
+        mode="worktree", path=str(tree.path), repo=str(tree.repo), branch=BRANCH, base=tree.base,
+        head=head,
         commits=2, files_changed=3, insertions=4, deletions=1, diff_path=str(diff),
     )  # fmt: skip
     patch = diff.read_text()

@@ -75,6 +75,7 @@ class ExecutionRow(SQLModel, table=True):
     errors_json: str = "[]"
     permission_denials_json: str = "[]"
     api_error_status: int | None = None
+    workspace_json: str = ""  # where it ran: `workspace.WorkspaceRecord` as JSON ("" before 4)
     stdout_path: str = ""
     stderr_path: str = ""
     # who owns it: a dispatcher finding a RUNNING execution whose owner is gone marks it FAILED
@@ -197,6 +198,7 @@ MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
         "CREATE INDEX ix_files_node ON files (node)",
     ],
     3: ["ALTER TABLE files ADD COLUMN fingerprint VARCHAR NOT NULL DEFAULT ''"],
+    4: ["ALTER TABLE executions ADD COLUMN workspace_json VARCHAR NOT NULL DEFAULT ''"],
 }
 
 TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]
