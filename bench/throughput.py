@@ -49,10 +49,11 @@ async def raw_rate(claude: Path, n: int, k: int, cwd: Path) -> float:
 async def full_rate(claude: Path, n: int, k: int, home: Path, cwd: Path) -> float:
     env = {"CLAUDOMATOR_HOME": str(home), "CLAUDOMATOR_CLAUDE_BIN": str(claude)}
     service = make_service(env=env, flags={"max_concurrency": k, "claude.working_dir": str(cwd)})
-    specs = [
-        TaskSpec.model_validate({"name": f"t{i}", "claude": {"instructions": "do it"}})
-        for i in range(n)
-    ]
+    specs = []
+    for i in range(n):  # a folder each: shared tasks on one folder would run one at a time
+        (cwd / f"t{i}").mkdir(exist_ok=True)
+        claude_part = {"instructions": "do it", "working_dir": str(cwd / f"t{i}")}
+        specs.append(TaskSpec.model_validate({"name": f"t{i}", "claude": claude_part}))
     t0 = time.perf_counter()
     ids = service.submit(
         ParsedFile("bench.yaml", specs, True, []), source="bench", dispatcher=service.identity

@@ -1,12 +1,14 @@
 """An execution's life, from the start that gives its task a slot to its recorded end.
 
 1. start: QUEUED → RUNNING, with a new execution row, by compare-and-set in one transaction for
-   up to as many tasks as the pool has free slots (nodes racing for the queue never collide);
-2. execute: the runner spawns claude (the spool's file has moved queued/ → running/ by then,
-   before the spawn), its progress recorded in batches;
+   up to as many tasks as the pool has free slots (nodes racing for the queue never collide),
+   only tasks whose workspace overlaps none running here (`workspaces`);
+2. execute: its workspace prepared (a worktree: made, set up), the runner spawns claude (the
+   spool's file has moved queued/ → running/ by then, before the spawn), its progress recorded
+   in batches, then what it left concluded (committed on its branch, the diff saved, pushed);
 3. record: the result, scrubbed of secrets, then what the retry policy says (QUEUED again, or a
    final state) in the same transaction; a rate limit pauses the pool until its reset;
-4. the dependents of a final task are settled.
+4. the worktree of a final task is released and its dependents are settled.
 
 Every execution started here ends recorded, however it ends (a crash of the runner, a shutdown,
 this node found lost); a result the database refuses waits, holding its slot, until it is taken.
@@ -43,6 +45,7 @@ from claudomator.store.db import Store
 from claudomator.stored import ExecutionEnd, RetryCounts, Started, StartedTask
 from claudomator.stream import Progress, StreamState
 from claudomator.task import RetryPolicy, TaskSpec
+from claudomator.workspaces import Workspaces
 
 log = structlog.get_logger("claudomator.lifecycle")
 
@@ -65,6 +68,7 @@ class Lifecycle:
         dependents: Dependents,
         gate: PoolGate,
         faults: Faults,
+        workspaces: Workspaces,
     ) -> None:
         self.config, self.store, self.runner, self.pool, self.node = (
             config,
@@ -74,6 +78,7 @@ class Lifecycle:
             node,
         )
         self.publish, self.dependents, self.gate, self.faults = publish, dependents, gate, faults
+        self.workspaces = workspaces
         self.max_requeues = config.max_requeues  # `run --fail-on-rate-limit`: 0
         self._started: dict[str, Started] = {}  # task id -> started, not yet executing
         self._executions: dict[str, str] = {}  # task id -> its execution running here
@@ -92,6 +97,7 @@ class Lifecycle:
                 time.time(),
                 self.config.data_dir.executions,
                 dispatcher,
+                self.workspaces.admission,
                 **self.node.process.owner(self.node.id),
             )
         except LeaseLost:
@@ -113,7 +119,7 @@ class Lifecycle:
         spec = TaskSpec.model_validate_json(row["config_json"])
         batch = ProgressBatch(self, task_id, execution_id, spec.name)
 
-        async def record(result: RunResult) -> None:
+        async def record(result: RunResult, workspace: str = "") -> list[Event]:
             pending = batch.close()
             self._executions.pop(task_id, None)
             if execution_id in self._lost:  # stopped because this node was found lost
@@ -123,31 +129,49 @@ class Lifecycle:
             # its slot, until it is recorded (or, if this node lost its lease meanwhile, refused)
             for attempt in itertools.count():
                 try:
-                    self._record(task_id, execution_id, row, spec, result, pending)
-                    return
+                    return self._record(
+                        task_id, execution_id, row, spec, result, pending, workspace
+                    )
                 except DatabaseUnavailable as e:
                     if attempt == 0:  # said once; it is recorded the moment the database is back
                         log.warning(
                             "execution.record_waits", execution_id=execution_id, error=str(e)
                         )
                     await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
+            raise AssertionError("unreachable")  # the loop above returns or raises
 
         try:
-            result = await self.runner.run(
+            prepared = await self.workspaces.prepare(task_id, execution_id, spec)
+            if prepared.failure is not None:
+                result = _crashed(State.FAILED, prepared.failure)
+            else:
+                result = await self.runner.run(
+                    spec,
+                    execution_id,
+                    cancel=cancel,
+                    on_spawn=lambda pid, t: failpoint.reached("spawned"),
+                    on_progress=batch.add,
+                    cwd=prepared.cwd,
+                )
+            workspace, failure = await self.workspaces.conclude(
+                prepared,
                 spec,
+                task_id,
                 execution_id,
-                cancel=cancel,
-                on_spawn=lambda pid, t: failpoint.reached("spawned"),
-                on_progress=batch.add,
+                succeeded=result.outcome.state is State.COMPLETED,
             )
-        except asyncio.CancelledError:
+            if failure is not None and result.outcome.state is State.COMPLETED:
+                result = dataclasses.replace(result, outcome=Outcome(State.FAILED, failure))
+        except asyncio.CancelledError:  # a worktree left as it was: recovery concludes it
             await record(_crashed(State.CANCELLED, "cancelled: shutdown"))
             raise
         except Exception as e:
             log.exception("execution.crashed", task_id=task_id, execution_id=execution_id)
             await record(_crashed(State.FAILED, f"runner error: {e!r}"))
             return
-        await record(result)
+        events = await record(result, json.dumps(workspace.to_json()))
+        if events and events[-1].get("state") in FINAL_STATES:
+            await self.workspaces.release(task_id, prepared)
 
     def _record(
         self,
@@ -157,7 +181,8 @@ class Lifecycle:
         spec: TaskSpec,
         result: RunResult,
         progress: list[ProgressEvent],
-    ) -> None:
+        workspace: str,
+    ) -> list[Event]:
         outcome, stream = result.outcome, result.stream
         final = stream.result or {}
         # what claude said may quote a secret of ours or of the task's env: never record it
@@ -191,11 +216,13 @@ class Lifecycle:
                 errors_json=clean(json.dumps(final.get("errors") or [])),
                 permission_denials_json=json.dumps(final.get("permission_denials") or []),
                 api_error_status=outcome.api_error_status,
+                workspace_json=workspace,
             ),
         )
         self.gate.spent_changed()
         failpoint.reached("finished")
         self._ended(task_id, events)
+        return events
 
     def finish(
         self,

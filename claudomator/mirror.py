@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from claudomator.records import ResultFile, ResultTask
+from claudomator.records import Execution, ResultFile, ResultTask
 from claudomator.spool import Spool
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.rows import execution_json
@@ -179,11 +179,22 @@ def side_file_left(name: str, suffix: str, beside: set[str]) -> bool:
     return name.endswith(suffix) and name[: -len(suffix)] not in beside
 
 
+def branch_and_head(executions: Sequence[Execution]) -> tuple[str | None, str | None]:
+    """The branch and head commit a task's work is on: those of its latest execution that
+    recorded a workspace (None, None when there is none, or it ran in the shared working_dir)."""
+    for ex in reversed(executions):
+        if (workspace := ex["workspace"]) is not None:
+            return workspace.get("branch") or None, workspace.get("head") or None
+    return None, None
+
+
 def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
-    """`<name>.result.json`: every task's state, reason, cost, tokens, executions, logs."""
+    """`<name>.result.json`: every task's state, reason, cost, tokens, executions, logs, and the
+    branch and head its work is on (`branch_and_head`)."""
     out: list[ResultTask] = []
     for t in tasks:
         execs = [execution_json(e) for e in t["executions"]]
+        branch, head = branch_and_head(execs)
         out.append(
             {
                 "id": t["id"],
@@ -198,6 +209,8 @@ def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
                     "cache_read": sum(e["tokens"]["cache_read"] for e in execs),
                     "cache_creation": sum(e["tokens"]["cache_creation"] for e in execs),
                 },
+                "branch": branch,
+                "head": head,
                 "execution_ids": [e["id"] for e in execs],
                 "executions": execs,
             }
@@ -206,6 +219,6 @@ def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
 
 
 __all__ = [
-    "FOLLOWED", "Mirror", "desired_folder", "fingerprint", "locate", "result_json",
-    "side_file_left", "stale",
+    "FOLLOWED", "Mirror", "branch_and_head", "desired_folder", "fingerprint", "locate",
+    "result_json", "side_file_left", "stale",
 ]  # fmt: skip

@@ -5,6 +5,10 @@ Never in the pool's way: events come from a hub subscription (publishing never w
 receiver has its own bounded queue and worker, and a delivery is retried with back-off, then
 given up and logged. A failure that will be retried automatically is not notified: its last one
 is. URLs are logged without their path (chat webhooks keep their secret there); secrets never.
+
+A task's notification says which execution ended and, when it ran in a worktree, the branch and
+the head commit it left (`workspace_of` reads them from the execution's record: the event that
+the record was committed with is published only after the commit).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -35,6 +39,8 @@ log = structlog.get_logger("claudomator.notify")
 SIGNATURE_HEADER = "X-Claudomator-Signature"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 Budget = Callable[[], tuple[float, float]]  # (spent today, daily budget; 0 = none)
+# an execution id -> its record's `workspace` (None: none recorded)
+WorkspaceOf = Callable[[str], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -47,15 +53,30 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
-def task_notification(event: Event, later: Sequence[Event] = ()) -> Notification | None:
-    """A `task.finished` event as a notification, unless `later` events (published with it)
-    send the task straight back to the queue: an automatic retry is not the end."""
+def ends_task(event: Event, later: Sequence[Event] = ()) -> bool:
+    """Whether `event` is a task's end worth telling: a `task.finished` that no `later` event
+    (published with it) sends straight back to the queue, since an automatic retry is not the
+    end."""
     if event.get("type") != "task.finished":
+        return False
+    task_id = event.get("task_id")
+    return not any(e.get("type") == "task.queued" and e.get("task_id") == task_id for e in later)
+
+
+def task_notification(
+    event: Event, later: Sequence[Event] = (), workspace: Mapping[str, Any] | None = None
+) -> Notification | None:
+    """A `task.finished` event as a notification (unless `ends_task` says it is no end), with
+    the branch and head of the ended execution's `workspace` (null when it has none)."""
+    if not ends_task(event, later):
         return None
     task_id = event.get("task_id")
-    if any(e.get("type") == "task.queued" and e.get("task_id") == task_id for e in later):
-        return None
     state, name, reason = event.get("state", ""), event.get("name", ""), event.get("reason") or ""
+    branch = (workspace or {}).get("branch") or None
+    head = (workspace or {}).get("head") or None
+    text = f"claudomator: task {name!r} ({task_id}) {state}" + (f": {reason}" if reason else "")
+    if branch:
+        text += f" (branch {branch}" + (f" at {head[:12]})" if head else ")")
     return Notification(
         state,
         {
@@ -71,8 +92,10 @@ def task_notification(event: Event, later: Sequence[Event] = ()) -> Notification
                 "attempts": event.get("attempts"),
                 "cost_usd": event.get("cost_usd"),
             },
-            "text": f"claudomator: task {name!r} ({task_id}) {state}"
-            + (f": {reason}" if reason else ""),
+            "execution_id": event.get("execution_id") or None,
+            "branch": branch,
+            "head": head,
+            "text": text,
         },
     )
 
@@ -125,6 +148,7 @@ class Notifier:
         targets: Sequence[NotifyTarget],
         *,
         budget: Budget | None = None,
+        workspace_of: WorkspaceOf | None = None,
         attempts: int = 5,
         backoff_s: float = 1.0,
         timeout_s: float = 10.0,
@@ -132,6 +156,7 @@ class Notifier:
     ) -> None:
         self.targets = list(targets)
         self.budget = budget
+        self.workspace_of = workspace_of
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
@@ -146,8 +171,11 @@ class Notifier:
         """What a batch of events (published together, in order) calls for."""
         out = []
         for i, event in enumerate(batch):
-            if (note := task_notification(event, batch[i + 1 :])) is not None:
-                out.append(note)
+            later = batch[i + 1 :]
+            if ends_task(event, later):
+                workspace = self._workspace(event.get("execution_id") or "")
+                if (note := task_notification(event, later, workspace)) is not None:
+                    out.append(note)
             if event.get("type") == "pool.changed":
                 if (note := rate_limit_notification(event, self._limited_until, now)) is not None:
                     out.append(note)
@@ -160,6 +188,17 @@ class Notifier:
                     self._budget_day = today
                     out.append(budget_notification(spent, budget, now))
         return out
+
+    def _workspace(self, execution_id: str) -> Mapping[str, Any] | None:
+        """The ended execution's workspace, if it can be read: a notification without its
+        branch beats none at all."""
+        if self.workspace_of is None or not execution_id:
+            return None
+        try:
+            return self.workspace_of(execution_id)
+        except Exception as e:
+            log.warning("notify.workspace_unread", execution_id=execution_id, error=repr(e))
+            return None
 
     def offer(self, note: Notification) -> None:
         """Queue `note` for every receiver that asked for its state; never waits."""

@@ -173,6 +173,8 @@ class ResultTask(TypedDict):
     attempts: int
     cost_usd: float
     tokens: Tokens
+    branch: str | None  # its work's branch: of its latest execution that recorded a workspace
+    head: str | None  # that branch's head commit then
     execution_ids: list[str]
     executions: list[Execution]
 

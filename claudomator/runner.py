@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from claudomator.command import build_argv, build_env
@@ -34,6 +35,7 @@ from claudomator.logfiles import execution_logs
 from claudomator.outcome import Ending, Outcome, decide
 from claudomator.proctree import has_exited, kill_tree, process_started, process_tree
 from claudomator.secret import scrub, scrub_bytes, secret_values
+from claudomator.sources.gitcmd import repository_free
 from claudomator.state import State
 from claudomator.stream import Progress, StreamState, feed
 from claudomator.task import TaskSpec
@@ -95,7 +97,10 @@ class Runner:
         cancel: asyncio.Event,
         on_spawn: Callable[[int, float], None] | None = None,
         on_progress: Callable[[Progress, StreamState], None] | None = None,
+        cwd: Path | None = None,
     ) -> RunResult:
+        """One execution of `spec`, in its working_dir, or in `cwd` (its place in a worktree,
+        checked against the allowed roots already; git there sees that worktree only)."""
         state = StreamState()
         logs = execution_logs(self.config.data_dir.executions, execution_id)
         logs.folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -103,7 +108,7 @@ class Runner:
         err_fd = create_private(logs.stderr, append=True)
         try:
             return await self._run(
-                spec, execution_id, state, out_fd, err_fd, cancel, on_spawn, on_progress
+                spec, execution_id, state, out_fd, err_fd, cancel, on_spawn, on_progress, cwd
             )
         finally:
             os.close(out_fd)
@@ -122,19 +127,20 @@ class Runner:
         cancel: asyncio.Event,
         on_spawn: Callable[[int, float], None] | None,
         on_progress: Callable[[Progress, StreamState], None] | None,
+        worktree_dir: Path | None,
     ) -> RunResult:
         claude = self.config.resolve_claude()
         if claude is None:
             return self._failed(
                 state, f"claude binary {self.config.claude_binary!r} not found or not executable"
             )
-        cwd = working_dir(spec, self.config)
+        cwd = worktree_dir or working_dir(spec, self.config)
         if not cwd.is_dir():
             return self._failed(state, f"working_dir {str(cwd)!r} does not exist")
-        if not within(cwd, self.config.allowed_roots):
+        if worktree_dir is None and not within(cwd, self.config.allowed_roots):
             return self._failed(state, f"working_dir {str(cwd)!r} is outside claude.allowed_roots")
         argv = build_argv(spec, self.config, claude, str(uuid.uuid4()))
-        env = build_env(spec, execution_id)
+        env = build_env(spec, execution_id, None if worktree_dir is None else repository_free())
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from claudomator.intake import Intake
+from claudomator.inventory import Inventory
 from claudomator.lock import DispatcherLock
 from claudomator.service import Claudomator
 from claudomator.store.reader import start_of_today
@@ -63,6 +64,7 @@ def _notifier(service: Claudomator) -> Notifier | None:
     return Notifier(
         config.notify,
         budget=lambda: (service.reader.cost_since(start_of_today()), config.daily_budget_usd),
+        workspace_of=lambda execution_id: service.execution(execution_id)["workspace"],
     )
 
 
@@ -119,6 +121,7 @@ class ServeLoop:
             if config.sources:
                 sources = git_sources(service, intake)  # before recovery: it sets base_dirs
             service.recovery.run(intake)
+            await Inventory(service.workspaces).recover()  # the worktrees left by a crash
             self.intake = service.intake = intake
             watcher = InboxWatcher(
                 intake.spool.inbox,

@@ -8,6 +8,7 @@ the API are one-call adapters over it.
     ├ dependents   what a task's end does to those that depend on it            (dependents)
     ├ pool_gate    whether the pool may start tasks: pause, budget, disk        (gate)
     ├ node         this process as a node: join, lease, leave                  (node)
+    ├ workspaces   where executions run: admission beside the running, worktrees (workspaces)
     ├ lifecycle    an execution from its start to its recorded end             (lifecycle)
     ├ recovery     what start-up puts right after a crash, in order             (recovery)
     └ views        what is shown: tasks, status, nodes, sources, logs           (views)
@@ -18,6 +19,7 @@ The loops that run it live apart: `claudomator.run` (`claudomator run`) and `cla
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from claudomator.events import Hub
 from claudomator.faults import Faults
 from claudomator.gate import PoolGate
 from claudomator.ingest import new_tasks
+from claudomator.inventory import Inventory
 from claudomator.lifecycle import Lifecycle
 from claudomator.node import Node, Process
 from claudomator.pool import Pool
@@ -46,6 +49,7 @@ from claudomator.store.reader import Reader
 from claudomator.taskfile import ParsedFile, parse_bytes, parse_file, parse_object
 from claudomator.views import Views
 from claudomator.workdir import settle_file
+from claudomator.workspaces import Workspaces
 
 if TYPE_CHECKING:
     from claudomator.intake import Intake
@@ -78,6 +82,7 @@ class Claudomator:
         self.pool_gate = PoolGate(config, self.store, self.reader, self.publish)
         self.publisher.remote_listeners.append(_spent_by_others(self.pool_gate))
         self.node = Node(config, self.store, self.pool, Process.this(), self.publish)
+        self.workspaces = Workspaces(config, self.store, self.node.id)
         self.lifecycle = Lifecycle(
             config,
             self.store,
@@ -88,6 +93,7 @@ class Claudomator:
             dependents=self.dependents,
             gate=self.pool_gate,
             faults=self.faults,
+            workspaces=self.workspaces,
         )
         self.recovery = Recovery(
             self.store, self.reader, self.node, self.lifecycle, self.dependents, self.publisher
@@ -132,6 +138,14 @@ class Claudomator:
         self.publisher.mirror = intake.mirror if intake is not None else None
 
     # -- submitting ----------------------------------------------------------------------------
+
+    def workspace_entries(self) -> list[dict[str, Any]]:
+        """The worktrees and task branches (`claudomator workspaces`)."""
+        return [e.to_json() for e in asyncio.run(Inventory(self.workspaces).entries())]
+
+    def prune_workspaces(self, **options: Any) -> list[dict[str, Any]]:
+        """The worktrees and branches of final tasks removed (`Inventory.prune`'s options)."""
+        return [e.to_json() for e in asyncio.run(Inventory(self.workspaces).prune(**options))]
 
     def submit(self, parsed: ParsedFile, *, source: str, **options: Any) -> list[str]:
         """Record the tasks of one file (`options` as for `ingest.new_tasks`); QUEUED unless held or

@@ -4,11 +4,13 @@ execution's start and end pass between the store and the lifecycle. Pure: types 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple, Protocol, TypedDict
 
 from claudomator.records import Event
 from claudomator.state import State
+from claudomator.workspace import Admitted
 
 
 class StoredTask(TypedDict):
@@ -159,6 +161,17 @@ class StartedTask(RetryCounts):
     file_id: str
     cost: float  # its executions' cost so far
     config_json: str  # its TaskSpec as JSON
+
+
+class AdmissionRound(Protocol):
+    """One start's admission: the queue is offered to it page by page, in pick order."""
+
+    def consider(self, candidates: Sequence[str], slots: int) -> Admitted: ...
+
+
+# a round begins with the tasks running on this node and a way to read tasks' configs
+# (task id -> config_json) in the start's own transaction
+Admission = Callable[[Sequence[str], Callable[[Sequence[str]], Mapping[str, str]]], AdmissionRound]
 
 
 class Started(NamedTuple):

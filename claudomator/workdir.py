@@ -53,8 +53,11 @@ def confine(spec: TaskSpec, base: Path | None, allowed_roots: Sequence[str]) -> 
 
 def git_repository(path: Path) -> Path | None:
     """The top folder of the git checkout `path` (links resolved) is in, by its `.git` (a folder,
-    or the file of a worktree or submodule); None when it is in none."""
+    or the file of a worktree or submodule), or `path` itself when it is a bare repository;
+    None when neither."""
     here = Path(os.path.realpath(path))
+    if all(os.path.exists(here / part) for part in ("HEAD", "objects", "refs")):
+        return here
     for folder in (here, *here.parents):
         if os.path.lexists(folder / ".git"):
             return folder

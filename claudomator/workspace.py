@@ -14,7 +14,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +23,7 @@ MODES: tuple[Mode, ...] = ("shared", "worktree")
 DEFAULT_PREFIX = "claudomator"
 SLUG_MAX = 40  # characters of the task name kept in a branch name
 SHORT_ID = 8  # characters of the task id kept in a branch name
+WAITING = "waiting for "  # how the reason of a task that waits for a folder or disk begins
 _WORKTREE_ONLY = ("base", "setup", "push")
 _REF_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -143,8 +144,10 @@ def branch_name(prefix: str, task_name: str, task_id: str) -> str:
 
 
 def inside(path: PurePath, root: PurePath) -> bool:
-    """Whether `path` is `root` or below it (lexically: resolve links first)."""
-    return path == root or root in path.parents
+    """Whether `path` is `root` or below it (lexically: resolve links first). By their text:
+    admission asks it of every queued task against every running one."""
+    here, top = str(path), str(root)
+    return here == top or here.startswith(top if top.endswith("/") else top + "/")
 
 
 def in_worktree(working_dir: PurePath, repo_root: PurePath, worktree: PurePath) -> PurePath:
@@ -178,7 +181,7 @@ class Wait:
     task_id: str
 
     def __str__(self) -> str:
-        return f"waiting for {self.on} (task {self.task_id})"
+        return f"{WAITING}{self.on} (task {self.task_id})"
 
 
 def blocker(
@@ -200,6 +203,42 @@ def blocker(
     return None
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """One round of admission: the tasks that may start, in queue order; why others wait (task
+    id -> reason); and those that need wait for nothing but a free slot."""
+
+    allowed: list[str]
+    waits: dict[str, str]
+    ready: list[str] = field(default_factory=list)
+
+
+def admit(
+    candidates: Iterable[tuple[Occupant, bool]],
+    running: Iterable[Occupant],
+    slots: int,
+    disk: str | None = None,
+) -> Admitted:
+    """Which of `candidates` (in queue order; each with whether it needs a new worktree) start
+    beside `running`, at most `slots`: one that overlaps a running or admitted one waits, and
+    tasks behind it still start; while `disk` says why (`disk_wait`), a new worktree waits."""
+    occupied = list(running)
+    done = Admitted([], {})
+    for occupant, new_worktree in candidates:
+        if new_worktree and disk is not None:
+            done.waits[occupant.task_id] = disk
+        elif wait := blocker(
+            occupant.directory, occupied, branch=occupant.branch, repo=occupant.repo
+        ):
+            done.waits[occupant.task_id] = str(wait)
+        elif len(done.allowed) < slots:
+            done.allowed.append(occupant.task_id)
+            occupied.append(occupant)
+        else:
+            done.ready.append(occupant.task_id)
+    return done
+
+
 def disk_wait(sizes: Iterable[int], max_disk: int | None) -> str | None:
     """Why a new worktree must wait for disk (its reason), or None: the worktrees together use
     `max_disk` bytes or more. No limit: never."""
@@ -209,7 +248,7 @@ def disk_wait(sizes: Iterable[int], max_disk: int | None) -> str | None:
     if used < max_disk:
         return None
     return (
-        f"waiting for disk: worktrees use {format_bytes(used)} of workspace.max_disk "
+        f"{WAITING}disk: worktrees use {format_bytes(used)} of workspace.max_disk "
         f"{format_bytes(max_disk)}"
     )
 
@@ -267,11 +306,14 @@ class WorkspaceRecord:
 __all__ = [
     "DEFAULT_PREFIX",
     "MODES",
+    "WAITING",
+    "Admitted",
     "Mode",
     "Occupant",
     "Wait",
     "Workspace",
     "WorkspaceRecord",
+    "admit",
     "blocker",
     "branch_name",
     "check_prefix",

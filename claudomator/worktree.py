@@ -112,8 +112,17 @@ def parse_shortstat(text: str) -> tuple[int, int, int]:
 
 
 async def repo_root(path: Path) -> Path | None:
-    """The top folder of the git checkout `path` is in (links resolved); None when in none."""
-    return await Git(Path(path)).toplevel()
+    """The top folder of the git checkout `path` is in, or the bare repository `path` is (links
+    resolved); None when neither."""
+    git = Git(Path(path))
+    top = await git.toplevel()
+    if top is not None:
+        return top
+    bare = await git.run("rev-parse", "--is-bare-repository", "--absolute-git-dir", ok=(0, 128))
+    lines = bare.text.splitlines() if bare.code == 0 else []
+    if lines[:1] == ["true"] and len(lines) == 2 and real_path(lines[1]) == real_path(path):
+        return real_path(lines[1])
+    return None
 
 
 class Worktrees:

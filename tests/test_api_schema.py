@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from claudomator.api.app import routes
 from claudomator.token import ensure_token
 from tests.apiserver import LiveServer
+from tests.test_api_diff import changed_branch, diff_of, end_with_workspace
 
 EXAMPLES = 60
 
@@ -72,6 +74,42 @@ def test_the_schema_covers_every_route(
         if m not in ("WEBSOCKET", "HEAD") and not p.startswith("/api/schema")  # the schema's own
     }
     assert documented == served, (documented - served, served - documented)
+
+
+def test_an_execution_with_a_worktree_answers_as_documented(
+    api_schema: schemathesis.BaseSchema,
+    live: tuple[LiveServer, str],
+    tmp_path: Path,
+) -> None:
+    """The answers generated requests never reach: an execution with its workspace (in the
+    execution and in its task) and its diff, checked against the schema."""
+    server, token = live
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"name": "worktree", "claude": {"instructions": "x"}}
+    assert httpx.post(f"{server.url}/api/tasks?run=true", json=body, headers=auth).is_success
+    service = server.service
+    assert service is not None
+    executions = service.config.data_dir.executions
+    done = server.call(
+        lambda: end_with_workspace(
+            service.store,
+            executions,
+            lambda eid: changed_branch(tmp_path, diff_of(executions, eid)),
+        )
+    )
+    checks = [not_a_server_error, content_type_conformance, response_schema_conformance]
+    asked = [
+        ("/api/executions/{execution_id}", {"execution_id": done.execution_id}),
+        ("/api/executions/{execution_id}/diff", {"execution_id": done.execution_id}),
+        ("/api/tasks/{task_id}", {"task_id": done.task_id}),
+    ]
+    for path, parameters in asked:
+        case = api_schema[path]["GET"].Case(path_parameters=parameters)
+        response = case.call(base_url=server.url, headers=auth, timeout=10)
+        assert response.status_code == 200, (path, response.text)
+        case.validate_response(response, checks=checks)
+    shown = httpx.get(f"{server.url}/api/executions/{done.execution_id}", headers=auth).json()
+    assert shown["workspace"]["branch"] and shown["workspace"]["diff_path"]
 
 
 @pytest.mark.timeout(60)

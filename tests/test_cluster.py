@@ -238,9 +238,15 @@ def cluster(tmp_path: Path, postgresql_url: str) -> Iterator[Cluster]:
         c.close()
 
 
-def batch(names: list[str], scenario: str = "success", **params: Any) -> str:
-    """A batch file of tasks `names`, each running the fake's `scenario` with `params`."""
-    return batch_yaml(*(task_data(n, fake(scenario, **params)) for n in names))
+def batch(names: list[str], scenario: str = "success", *, work: Path, **params: Any) -> str:
+    """A batch file of tasks `names`, each running the fake's `scenario` with `params`, each in
+    a folder of its own below `work` (tasks on one folder run one at a time)."""
+    for n in names:
+        (work / n).mkdir(parents=True, exist_ok=True)
+    return batch_yaml(
+        *(task_data(n, fake(scenario, **params), claude={"working_dir": str(work / n)})
+          for n in names)
+    )  # fmt: skip
 
 
 def errors(node: Node) -> list[str]:
@@ -278,7 +284,7 @@ def test_a_thousand_tasks_run_once_each_over_three_nodes(cluster: Cluster) -> No
     dropped: list[list[str]] = [[], [], []]
     for f in range(30):  # 30 batch files of about 33 tasks, ten in each node's inbox
         rel = f"team/batch-{f:02d}.yaml"
-        nodes[f % 3].drop(rel, batch(names[f::30]))
+        nodes[f % 3].drop(rel, batch(names[f::30], work=cluster.tmp_path / "work"))
         dropped[f % 3].append(rel)
     wait_for(lambda: finished(cluster, names), timeout=100)
 
@@ -313,7 +319,9 @@ def test_a_thousand_tasks_run_once_each_over_three_nodes(cluster: Cluster) -> No
 
 def test_a_node_killed_is_found_lost_and_comes_back(cluster: Cluster) -> None:
     b = cluster.node("b", slots=2, env=FAST_LEASE).start()
-    b.drop("slow.yaml", batch(["slow1", "slow2"], "sleep", sleep_s=60))
+    b.drop(
+        "slow.yaml", batch(["slow1", "slow2"], "sleep", sleep_s=60, work=cluster.tmp_path / "work")
+    )
     slow = cluster.running_on(b, 2)
     a = cluster.node("a", slots=2, env=FAST_LEASE).start()
     a.drop("steady.yaml", task("steady", "sleep", sleep_s=6))  # b has no free slot
@@ -336,7 +344,10 @@ def test_a_node_killed_is_found_lost_and_comes_back(cluster: Cluster) -> None:
     wait_for(lambda: not any(alive(pid, e) for e, pid in pids.items()), timeout=5)
 
     # a goes on: what it runs finishes, and it runs new work
-    a.drop("later.yaml", batch(["later1", "later2", "later3"], "tools", turns=1))
+    a.drop(
+        "later.yaml",
+        batch(["later1", "later2", "later3"], "tools", turns=1, work=cluster.tmp_path / "work"),
+    )
     later = ["steady", "later1", "later2", "later3"]
     wait_for(lambda: finished(cluster, later), timeout=20)
     for name in later:

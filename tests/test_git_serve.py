@@ -47,7 +47,14 @@ def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, rep
     assert files["done"] == ["@team/team/fix.yaml", "@team/team/fix.yaml.result.json"]
     assert files["rejected"] == ["@team/bad.yaml", "@team/bad.yaml.error"]
     (record,) = [json.loads(p.read_text()) for p in server.record.glob("*.json")]
-    assert record["cwd"] == str(repo.path.resolve())  # working_dir defaults to the checkout
+    # working_dir defaults to the checkout; a source's task runs in a worktree of its own,
+    # on a branch from the commit that asked for it
+    assert record["cwd"] == str((server.home / "workspaces" / t["id"]).resolve())
+    workspace = shown["executions"][-1]["workspace"]
+    assert workspace["mode"] == "worktree" and workspace["base"] == sha
+    assert workspace["repo"] == str(repo.path.resolve())
+    assert workspace["branch"].startswith("claudomator/fix-")
+    assert not (server.home / "workspaces" / t["id"]).exists()  # removed once final
     out = subprocess.run(
         [sys.executable, "-m", "claudomator.cli", "sources"],
         env=server.env, capture_output=True, text=True, timeout=30, check=True,

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from claudomator.intake import Intake
-from claudomator.mirror import locate, side_file_left, stale
+from claudomator.mirror import branch_and_head, locate, side_file_left, stale
 from claudomator.publisher import moves_file
-from claudomator.records import Event, Task
+from claudomator.records import Event, Execution, Task
 from claudomator.state import State
+from claudomator.workspace import WorkspaceRecord
+from tests.needs import needs
 from tests.services import make_service
 from tests.taskfiles import batch_yaml, task_data, task_yaml
+from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 
 BATCH = batch_yaml(task_data("a", "x"), task_data("b", "y", depends_on=["a"]))
 
@@ -240,3 +245,53 @@ def test_a_move_into_rejected_cut_short_is_finished_once(node: Node) -> None:
     node = node.restart()
     assert node.files()["rejected"] == ["bad.yaml", "bad.yaml.error"]
     assert node.files()[".staging"] == []
+
+
+def executions_with(*workspaces: dict[str, Any] | None) -> list[Execution]:
+    return [cast(Execution, {"id": f"E{i}", "workspace": w}) for i, w in enumerate(workspaces)]
+
+
+WORKTREE = {"mode": "worktree", "path": "/w", "branch": "b/one", "head": "abc123"}
+SHARED = {"mode": "shared", "path": "/w", "branch": None, "head": None}
+
+
+@pytest.mark.parametrize(
+    ("executions", "expected"),
+    [
+        (executions_with(), (None, None)),
+        (executions_with(None), (None, None)),
+        (executions_with(SHARED), (None, None)),
+        (executions_with(WORKTREE), ("b/one", "abc123")),
+        (executions_with(WORKTREE, {**WORKTREE, "head": "def456"}), ("b/one", "def456")),
+        # the latest ended before its workspace was recorded: the one before it says
+        (executions_with(WORKTREE, None), ("b/one", "abc123")),
+        (executions_with(WORKTREE, SHARED), (None, None)),
+        (executions_with({"mode": "worktree", "path": "/w"}), (None, None)),
+    ],
+)
+def test_branch_and_head(
+    executions: list[Execution], expected: tuple[str | None, str | None]
+) -> None:
+    assert branch_and_head(executions) == expected
+
+
+@needs(shutil.which("git"), "git is not installed")
+def test_the_result_file_says_each_tasks_branch_and_head(node: Node, tmp_path: Path) -> None:
+    node.drop("batch.yaml", batch_yaml(task_data("a", "x"), task_data("b", "y")))
+    executions = node.service.config.data_dir.executions
+    records: list[WorkspaceRecord] = []
+
+    def workspace(execution_id: str) -> WorkspaceRecord:
+        records.append(changed_branch(tmp_path, diff_of(executions, execution_id)))
+        return records[0]
+
+    ended = []
+    for made in (workspace, lambda execution_id: None):  # a worktree, then none recorded
+        ended.append(done := end_with_workspace(node.service.store, executions, made))
+        node.service.publish(done.events)
+    assert node.files()["done"] == ["batch.yaml", "batch.yaml.result.json"]
+    result = json.loads((node.root / "done/batch.yaml.result.json").read_text())
+    in_worktree, without = ({t["id"]: t for t in result["tasks"]}[e.task_id] for e in ended)
+    assert (in_worktree["branch"], in_worktree["head"]) == (BRANCH, records[0].head)
+    assert in_worktree["executions"][0]["workspace"] == records[0].to_json()
+    assert (without["branch"], without["head"]) == (None, None)

@@ -272,7 +272,10 @@ def test_a_second_process_cannot_take_a_live_node_id(
 # -- the migration from schema 1 -------------------------------------------------------------------
 
 # what versions 2 and 3 added
-ADDED = {("executions", "owner_node"), ("files", "node"), ("files", "fingerprint")}
+ADDED = {
+    ("executions", "owner_node"), ("files", "node"), ("files", "fingerprint"),
+    ("executions", "workspace_json"),
+}  # fmt: skip
 
 
 def make_version_1(database: Path | str) -> None:

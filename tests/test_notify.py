@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ from claudomator.notify import (
     task_notification,
 )
 from claudomator.records import Event
+from claudomator.store.db import NewTask
+from claudomator.workspace import WorkspaceRecord
 from tests.apiserver import Receiver
+from tests.needs import needs
+from tests.services import make_service
+from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,6 +112,30 @@ def test_task_notification(event: Event, later: list[Event], state: str | None) 
     if note is not None:
         assert note.payload["task"]["id"] == "T1" and note.payload["event_id"] == 7
         assert note.payload["text"].startswith("claudomator: task 'build' (T1) ")
+
+
+HEAD = "0123456789abcdef0123456789abcdef01234567"
+WORKTREE = {"mode": "worktree", "path": "/w", "branch": BRANCH, "head": HEAD, "node": "n1"}
+
+
+@pytest.mark.parametrize(
+    ("workspace", "branch", "head", "text"),
+    [
+        (None, None, None, "claudomator: task 'build' (T1) FAILED: error_max_turns"),
+        ({"mode": "shared", "path": "/w", "branch": None, "head": None}, None, None, "max_turns"),
+        (WORKTREE, BRANCH, HEAD, f"max_turns (branch {BRANCH} at 0123456789ab)"),
+        ({**WORKTREE, "head": None}, BRANCH, None, f"max_turns (branch {BRANCH})"),
+        ({"mode": "worktree", "path": "/w"}, None, None, "max_turns"),  # fields left out
+    ],
+)
+def test_a_task_notification_says_the_branch_and_head(
+    workspace: dict[str, Any] | None, branch: str | None, head: str | None, text: str
+) -> None:
+    found = task_notification({**FAILED, "execution_id": "E1"}, [], workspace)
+    assert found is not None
+    payload = found.payload
+    assert (payload["execution_id"], payload["branch"], payload["head"]) == ("E1", branch, head)
+    assert payload["text"].endswith(text)
 
 
 NOW = 1_700_000_000.0
@@ -266,3 +296,54 @@ def test_no_receivers_means_nothing_runs() -> None:
         await asyncio.wait_for(running, 2)
 
     asyncio.run(scenario())
+
+
+@needs(shutil.which("git"), "git is not installed")
+def test_the_ended_executions_branch_and_head_reach_the_receiver(tmp_path: Path) -> None:
+    """From the store's record of an execution that ended in a worktree, through the notifier's
+    decision (reading the record), to the receiver's body."""
+    with make_service(tmp_path / "data", env={}) as service:
+        spec = json.dumps({"name": "build", "claude": {"instructions": "x"}})
+        task = NewTask("build", spec, "normal", 1, [], [], "{}", "test", "build.yaml")
+        service.store.add_tasks([task])
+        executions = service.config.data_dir.executions
+        records: list[WorkspaceRecord] = []
+
+        def workspace(execution_id: str) -> WorkspaceRecord:
+            records.append(changed_branch(tmp_path, diff_of(executions, execution_id)))
+            return records[0]
+
+        done = end_with_workspace(service.store, executions, workspace)
+
+        def workspace_of(execution_id: str) -> dict[str, Any] | None:
+            return service.execution(execution_id)["workspace"]
+
+        with Receiver() as receiver:
+            target = NotifyTarget(receiver.url, ("COMPLETED",))
+            notifier = Notifier([target], workspace_of=workspace_of)
+            [found] = notifier.decide(done.events, time.time())
+            ok, _ = asyncio.run(deliver(target, found))
+            [(_, body, _)] = receiver.wait(1)
+    payload = json.loads(body)
+    assert ok and payload["state"] == "COMPLETED" and payload["task"]["id"] == done.task_id
+    assert payload["execution_id"] == done.execution_id
+    assert (payload["branch"], payload["head"]) == (BRANCH, records[0].head)
+
+
+def test_a_workspace_that_cannot_be_read_leaves_the_notification_without_it() -> None:
+    def broken(execution_id: str) -> dict[str, Any] | None:
+        raise OSError("database is gone")
+
+    notifier = Notifier([NotifyTarget("http://127.0.0.1:1/x")], workspace_of=broken)
+    with capture_logs() as logs:
+        [found] = notifier.decide([{**FAILED, "execution_id": "E1"}], NOW)
+    assert (found.payload["branch"], found.payload["head"]) == (None, None)
+    assert [e["event"] for e in logs] == ["notify.workspace_unread"]
+    asked: list[str] = []
+
+    def counted(execution_id: str) -> dict[str, Any] | None:
+        asked.append(execution_id)
+        return None
+
+    notifier.workspace_of = counted
+    assert notifier.decide([FAILED, REQUEUED], NOW) == [] and asked == []  # a retry: not read

@@ -194,3 +194,31 @@ def test_cancel_mid_run_leaves_no_process(service: Claudomator, mock: MockAnthro
     task = run(service, spec(), during=cancel_when_requesting)
     assert task["state"] == "CANCELLED"
     assert leftovers(task["executions"][0]["id"]) == []
+
+
+@pytest.mark.parametrize(
+    "mock", [("tools", {"command": "echo written by claude > claude.txt"})], indirect=True
+)
+def test_a_file_written_in_a_worktree_is_committed_on_the_tasks_branch(
+    service: Claudomator, mock: MockAnthropic, tmp_path: Path
+) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "--quiet"], ["commit", "--quiet", "--allow-empty", "-m", "start"]):
+        subprocess.run(
+            ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args],
+            cwd=repo, check=True,
+        )  # fmt: skip
+    claude = {"permission_mode": "acceptEdits", "allowed_tools": ["Bash"], "working_dir": str(repo)}
+    task = run(service, spec(claude=claude, workspace="worktree"))
+    assert task["state"] == "COMPLETED", task["reason"]
+    workspace = task["executions"][0]["workspace"]
+    assert workspace is not None and workspace["files_changed"] == 1
+    shown = subprocess.run(
+        ["git", "show", f"{workspace['branch']}:claude.txt"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert shown.stdout == "written by claude\n"
+    assert not (repo / "claude.txt").exists()  # the checkout itself is untouched

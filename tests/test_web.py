@@ -24,6 +24,7 @@ from tests.needs import unavailable
 from tests.net import free_port
 from tests.services import make_service
 from tests.taskfiles import scenario, task_yaml
+from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 from tests.test_api_serve import wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -39,6 +40,7 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.timeout(90)
+MINUS = "\u2212"  # as the page writes lines removed
 
 
 def test_the_page_uses_relative_urls_only() -> None:
@@ -294,3 +296,111 @@ def test_the_header_shows_the_nodes_and_one_that_was_lost(page: Any, server: Ser
         with store.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM nodes WHERE id = 'ghost'")
         store.close()
+
+
+def test_the_changes_of_an_execution_in_a_worktree(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """An execution that ended in a worktree (recorded through the store, as the lifecycle
+    records it, with a diff real git wrote): its Changes show the branch, the commits, the
+    files with their lines, where the worktree is, and the diff coloured, as text."""
+    from claudomator.store.db import Store
+
+    server.http.post("/api/pool/pause", params={"reason": "the test starts it"})
+    try:
+        made = server.http.post(
+            "/api/tasks",
+            params={"run": "true"},
+            content=task_yaml("web-worktree", "change it"),
+            headers={"Content-Type": "application/yaml"},
+        ).json()
+        executions = server.home / "executions"
+        store = Store(server.home / "claudomator.db")
+        try:
+            done = end_with_workspace(
+                store,
+                executions,
+                lambda eid: changed_branch(tmp_path, diff_of(executions, eid), node="web-node"),
+            )
+        finally:
+            store.close()
+    finally:
+        server.http.post("/api/pool/resume")
+    assert done.task_id == made["id"]
+    workspace = server.http.get(f"/api/executions/{done.execution_id}").json()["workspace"]
+
+    page.goto(f"{server.url}/#/task/{made['id']}")
+    expect(page.locator("#task-title")).to_contain_text("COMPLETED")
+    expect(page.locator("#changes")).to_be_hidden()  # until asked for
+    page.get_by_role("button", name="Changes").click()
+    changes = page.locator("#changes")
+    expect(changes.get_by_role("heading", name="Changes of execution 1")).to_be_visible()
+    expect(changes).to_contain_text(BRANCH)
+    short = f"{workspace['base'][:8]} → {workspace['head'][:8]} · 2 commits"
+    expect(changes.locator(".commits")).to_have_text(short)
+    expect(changes).to_contain_text(f"3 files changed, +8 {MINUS}3")
+    expect(changes).to_contain_text("on node web-node")
+    files = ["README.md", "app.py", "docs/notes.md"]
+    expect(changes.locator(".diff-files tbody th button")).to_have_text(files)
+    expect(changes.locator(".diff-files .d-add-n")).to_have_text(["+0", "+6", "+2"])
+    expect(changes.locator(".diff-files .d-del-n")).to_have_text([f"{MINUS}{n}" for n in (1, 2, 0)])
+
+    added = changes.locator(".d-add", has_text="+def greet(name):")
+    expect(added).to_be_visible()
+    expect(added).to_have_css("background-color", "rgb(220, 245, 225)")  # green
+    removed = changes.locator(".d-del", has_text="-an old line")
+    expect(removed).to_have_css("background-color", "rgb(253, 228, 227)")  # red
+    expect(changes.locator(".d-hunk").first).to_have_css("background-color", "rgb(219, 233, 248)")
+    expect(changes.locator(".d-file").first).to_have_css("font-weight", "700")
+    expect(changes.locator(".diff-name")).to_have_text(files)
+    # the diff is text, never markup
+    expect(changes.locator(".d-add", has_text="<b>not markup</b>")).to_be_visible()
+    expect(changes.locator(".diff b")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "changes.png"), full_page=True)
+
+
+DIFFS: list[tuple[str, list[dict[str, Any]]]] = [
+    ("", []),
+    (
+        "diff --git a/a.txt b/a.txt\nindex 1..2 100644\n--- a/a.txt\n+++ b/a.txt\n"
+        "@@ -1,3 +1,3 @@\n keep\n--- a rule\n+++ a new rule\n\\ No newline at end of file\n",
+        [{"path": "a.txt", "status": "modified", "added": 1, "removed": 1,
+          "kinds": ["hunk", "context", "del", "add", "note"]}],
+    ),
+    (
+        "diff --git a/new.md b/new.md\nnew file mode 100644\nindex 0..1\n--- /dev/null\n"
+        "+++ b/new.md\n@@ -0,0 +1 @@\n+hi\n"
+        "diff --git a/old.md b/old.md\ndeleted file mode 100644\nindex 1..0\n--- a/old.md\n"
+        "+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n",
+        [{"path": "new.md", "status": "added", "added": 1, "removed": 0, "kinds": ["hunk", "add"]},
+         {"path": "old.md", "status": "deleted", "added": 0, "removed": 1, "kinds": ["hunk", "del"]}],
+    ),
+    (
+        "diff --git a/x.sh b/x.sh\nold mode 100644\nnew mode 100755\n"
+        "diff --git a/from.txt b/to.txt\nsimilarity index 100%\nrename from from.txt\n"
+        "rename to to.txt\n"
+        "diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
+        "Binary files a/logo.png and b/logo.png differ\n",
+        [{"path": "x.sh", "status": "modified", "added": 0, "removed": 0, "kinds": []},
+         {"path": "to.txt", "status": "renamed", "added": 0, "removed": 0, "kinds": []},
+         {"path": "logo.png", "status": "modified", "added": 0, "removed": 0, "kinds": []}],
+    ),
+    (
+        'diff --git "a/t\\303\\251 st.txt" "b/t\\303\\251 st.txt"\nindex 1..2 100644\n'
+        '--- "a/t\\303\\251 st.txt"\n+++ "b/t\\303\\251 st.txt"\n@@ -1 +1 @@\n-a\n+b\n',
+        [{"path": "t\u00e9 st.txt", "status": "modified", "added": 1, "removed": 1,
+          "kinds": ["hunk", "del", "add"]}],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "files"), DIFFS)
+def test_the_page_reads_a_diff(page: Any, text: str, files: list[dict[str, Any]]) -> None:
+    """changes.js's parser, in the browser, over what git writes."""
+    got = page.evaluate(
+        """async (text) => (await import("./ui/changes.js")).parseDiff(text).map((f) => ({
+          path: f.path, status: f.status, added: f.added, removed: f.removed,
+          kinds: f.lines.map((l) => l.kind) }))""",
+        text,
+    )
+    assert got == files

@@ -12,10 +12,12 @@ import pytest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from claudomator.workspace import (
+    Admitted,
     Occupant,
     Wait,
     Workspace,
     WorkspaceRecord,
+    admit,
     blocker,
     branch_name,
     check_prefix,
@@ -286,6 +288,50 @@ def test_blocker(
 ) -> None:
     found = blocker(P(directory), running, branch=branch, repo=P(repo) if repo else None)
     assert found == expected
+
+
+A1 = Occupant("A1", P("/srv/app"))
+A2 = Occupant("A2", P("/srv/app/src"))
+B1 = Occupant("B1", P("/srv/web"))
+T1 = Occupant("T1", P("/data/ws/T1"), branch="claudomator/a-1", repo=P("/srv/app"))
+T2 = Occupant("T2", P("/data/ws/T2"), branch="claudomator/b-2", repo=P("/srv/app"))
+DISK = "waiting for disk: worktrees use 1.0 KiB of workspace.max_disk 1.0 KiB"
+
+
+# candidates in queue order, each with whether it needs a new worktree
+@pytest.mark.parametrize(
+    ("candidates", "running", "slots", "disk", "expected"),
+    [
+        ([], [], 4, None, Admitted([], {})),
+        ([(A1, False), (B1, False)], [], 4, None, Admitted(["A1", "B1"], {})),
+        ([(A1, False), (B1, False)], [], 1, None, Admitted(["A1"], {}, ["B1"])),  # no slot
+        # the one behind a waiting task still starts
+        ([(A1, False), (B1, False)], [A2], 4, None,
+         Admitted(["B1"], {"A1": "waiting for /srv/app/src (task A2)"})),
+        # two candidates on one folder: the first starts, the second waits for it
+        ([(A1, False), (A2, False), (B1, False)], [], 4, None,
+         Admitted(["A1", "B1"], {"A2": "waiting for /srv/app (task A1)"})),
+        # worktrees of one repository run side by side, and beside its checkout
+        ([(T1, True), (T2, True), (A1, False)], [], 4, None, Admitted(["T1", "T2", "A1"], {})),
+        # the disk limit stops new worktrees only
+        ([(T1, True), (T2, False), (B1, False)], [], 4, DISK,
+         Admitted(["T2", "B1"], {"T1": DISK})),
+        # a waiting task takes no slot
+        ([(A1, False), (B1, False), (T1, True)], [A2], 2, None,
+         Admitted(["B1", "T1"], {"A1": "waiting for /srv/app/src (task A2)"})),
+        # past the slots, each is still judged: waiting, or ready for the next free slot
+        ([(B1, False), (A1, False), (T1, True)], [A2], 1, None,
+         Admitted(["B1"], {"A1": "waiting for /srv/app/src (task A2)"}, ["T1"])),
+    ],
+)  # fmt: skip
+def test_admit(
+    candidates: list[tuple[Occupant, bool]],
+    running: list[Occupant],
+    slots: int,
+    disk: str | None,
+    expected: Admitted,
+) -> None:
+    assert admit(candidates, running, slots, disk) == expected
 
 
 def test_wait_says_on_what() -> None:

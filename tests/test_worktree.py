@@ -123,7 +123,9 @@ def test_repo_root(tmp_path: Path, repo: Path) -> None:
     assert run(repo_root(tmp_path / "missing")) is None
     assert run(repo_root(repo / "src" / "app.py")) is None  # a file is no folder
     assert run(repo_root(repo / ".git")) is None
-    assert run(repo_root(tmp_path / "bare.git")) is None
+    assert (
+        run(repo_root(tmp_path / "bare.git")) == (tmp_path / "bare.git").resolve()
+    )  # a worktree can come of it
 
 
 # --- making and re-attaching

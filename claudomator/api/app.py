@@ -24,7 +24,7 @@ from claudomator import __version__
 from claudomator.api.access import AccessControl, HostRule
 from claudomator.api.cache import PageCache
 from claudomator.api.errors import EXCEPTION_HANDLERS
-from claudomator.api.executions import get_execution, get_log
+from claudomator.api.executions import get_diff, get_execution, get_log
 from claudomator.api.openapi import OpenAPIJson
 from claudomator.api.page import PAGE_PATHS, PAGE_ROUTES
 from claudomator.api.pool import drain, pause, resume
@@ -57,6 +57,7 @@ ROUTES = [
     retry_task,
     get_execution,
     get_log,
+    get_diff,
     status,
     nodes,
     costs,

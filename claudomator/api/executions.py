@@ -1,17 +1,22 @@
-"""The execution routes: one execution (masked), and its stdout or stderr a page at a time."""
+"""The execution routes: one execution (masked), its stdout or stderr a page at a time, and the
+diff of what it changed in its worktree."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from litestar import get
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 
 from claudomator.api.context import Req, service_of
+from claudomator.api.diffs import MEDIA_TYPE, diff_chunks, open_diff
 from claudomator.api.errors import ERROR_RESPONSES
 from claudomator.api.logs import read_log
 from claudomator.api.masking import masked
 from claudomator.api.shapes import Execution, LogPage
+from claudomator.secret import secret_values
 
 
 @get("/api/executions/{execution_id:str}", summary="One execution", responses=ERROR_RESPONSES)
@@ -55,4 +60,22 @@ async def get_log(
     )
 
 
-__all__ = ["get_execution", "get_log"]
+@get(
+    "/api/executions/{execution_id:str}/diff",
+    summary="What an execution changed in its worktree: the diff of its branch, base..head",
+    description="The unified diff saved when claude ended (`git diff base..head`, secret values "
+    "masked); 404 when the execution is unknown, ran without a worktree, saved no diff, or its "
+    "diff is gone or in another node's data dir (the message says which).",
+    media_type=MEDIA_TYPE,
+    response_description="a unified diff, as `git diff` writes it",
+    responses=ERROR_RESPONSES,
+)
+async def get_diff(request: Req, execution_id: FromPath[str]) -> Stream:
+    service = service_of(request)
+    ex = service.execution(execution_id)
+    secrets = secret_values({**os.environ, **service.task_env(ex["task_id"])})
+    file = open_diff(ex, executions=service.config.data_dir.executions, this_node=service.node_id)
+    return Stream(diff_chunks(file, secrets), media_type=MEDIA_TYPE)
+
+
+__all__ = ["get_diff", "get_execution", "get_log"]

@@ -1,6 +1,8 @@
 """What the OpenAPI schema needs beyond what Litestar reads from the handlers' signatures: the
-body of `POST /api/tasks` is the task-file schema (`claudomator schema`), as JSON or YAML, and
-`GET /api/health` needs no token; `OpenAPIJson` serves openapi.json completed so."""
+body of `POST /api/tasks` is the task-file schema (`claudomator schema`), as JSON or YAML; an
+execution's `workspace` (a JSON object in its record) has the shape of the workspace's record
+(`shapes.Workspace`); and `GET /api/health` needs no token. `OpenAPIJson` serves openapi.json
+completed so."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ import functools
 import json
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from claudomator.api.shapes import Workspace
 from claudomator.records import JSONObject
 from claudomator.task import json_schema
 
 _PREFIX = "TaskFile"  # component names: TaskFile, TaskFileTaskSpec, ...
+_WORKSPACE = "Workspace"  # the component of an execution's workspace
 
 
 @functools.cache
@@ -30,10 +35,29 @@ def _task_file_components() -> JSONObject:
     return components
 
 
+@functools.cache
+def _workspace_component() -> JSONObject:
+    template = "#/components/schemas/{name}"
+    _, found = msgspec.json.schema_components([Workspace], ref_template=template)
+    component: JSONObject = found[Workspace.__name__]
+    component["title"] = _WORKSPACE
+    return component
+
+
 def complete_openapi(schema: JSONObject) -> JSONObject:
-    """A copy of Litestar's `schema` with the task body and the open health route."""
+    """A copy of Litestar's `schema` with the task body, the execution's workspace and the open
+    health route."""
     done = copy.deepcopy(schema)
-    done.setdefault("components", {}).setdefault("schemas", {}).update(_task_file_components())
+    components = done.setdefault("components", {}).setdefault("schemas", {})
+    components.update(_task_file_components())
+    execution = components.get("Execution", {}).get("properties", {})
+    if "workspace" in execution:
+        components[_WORKSPACE] = copy.deepcopy(_workspace_component())
+        execution["workspace"] = {
+            "oneOf": [{"$ref": f"#/components/schemas/{_WORKSPACE}"}, {"type": "null"}],
+            "description": "where it ran; null when none was recorded (while it runs, or when it "
+            "ended before its workspace was concluded)",
+        }
     paths = done.get("paths", {})
     create = paths.get("/api/tasks", {}).get("post")
     if create is not None:

@@ -1,6 +1,9 @@
 """What the API answers, as types for the OpenAPI schema: the records the service hands out
 (`claudomator.records`, one shape of a task, an execution, a node and the status for the CLI and
-the API), and the API's own answers (pages, validation, errors)."""
+the API), and the API's own answers (pages, validation, errors).
+
+An execution's `workspace` is a JSON object in its record, of the shape of `Workspace` (the
+workspace's own record, `workspace.WorkspaceRecord`); `openapi` says so in the schema."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from claudomator.records import (
     TaskDetail,
     Tokens,
 )
+from claudomator.workspace import WorkspaceRecord as Workspace
 
 
 class Health(TypedDict):
@@ -85,5 +89,5 @@ class ErrorBody(TypedDict):
 __all__ = [
     "Batch", "Costs", "DayCost", "Error", "ErrorBody", "ErrorDetail", "Execution", "Health",
     "LogPage", "Node", "NodeRunning", "Owner", "Pool", "Problem", "Running", "Status", "TagCost",
-    "Task", "TaskDetail", "TaskPage", "Tokens", "Validation",
+    "Task", "TaskDetail", "TaskPage", "Tokens", "Validation", "Workspace",
 ]  # fmt: skip

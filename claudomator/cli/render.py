@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from claudomator.records import Event, Node, Source, Status, Task, TaskDetail
+from claudomator.workspace import format_bytes
 
 
 def emit_json(data: object) -> None:
@@ -85,6 +86,16 @@ def task_detail(task: TaskDetail) -> None:
             f"{ex['reason'] or ''}".rstrip()
         )
         click.echo(f"    log: {ex['stdout_path']}")
+        workspace = ex.get("workspace")
+        if workspace and workspace.get("branch"):
+            click.echo(
+                f"    branch: {workspace['branch']} {(workspace['base'] or '')[:10]} → "
+                f"{(workspace['head'] or '')[:10]}, {workspace['commits']} commit(s), "
+                f"{workspace['files_changed']} file(s) changed "
+                f"(+{workspace['insertions']} -{workspace['deletions']})"
+            )
+            if workspace.get("push_error"):
+                click.echo(f"    push failed: {workspace['push_error']}")
 
 
 def status(data: Status, daily_budget_usd: float) -> None:
@@ -138,6 +149,31 @@ def sources_table(rows: list[Source]) -> None:
     for r in rows:
         if r["error"]:
             click.echo(f"{r['name']}: {r['error']}")
+
+
+def workspaces_table(rows: Sequence[Mapping[str, Any]]) -> None:
+    shown = [
+        {
+            **r,
+            "name": r["name"] or "(unknown task)",
+            "state": r["state"] or "-",
+            "branch": r["branch"] or "-",
+            "size": format_bytes(r["size_bytes"]) if r["path"] else "-",
+            "age": "-" if r["age_s"] is None else format_duration(r["age_s"]),
+            "path": r["path"] or "(removed)",
+        }
+        for r in rows
+    ]
+    columns = [("task_id", "TASK"), ("name", "NAME"), ("state", "STATE"), ("branch", "BRANCH")]
+    table(shown, [*columns, ("size", "SIZE"), ("age", "AGE"), ("path", "WORKTREE")])
+
+
+def format_duration(seconds: float) -> str:
+    """3h, 2d, 40m: how old, roughly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def pool_line(gate_open: bool, reason: str) -> None:

@@ -5,6 +5,11 @@ the cancel flag its owner watches.
 A start is one UPDATE that picks and starts up to n tasks, which exactly one of any number of
 racing nodes wins per task on both databases; a node starts tasks only while its lease holds. An empty
 queue costs one read and no write transaction once a start has found nothing (`_idle`).
+
+With an admission (which tasks may run beside those running on this node: `workspace.admit`),
+the queue is read in pick order, a page at a time, in the same transaction; the admitted tasks
+start by one UPDATE of their ids (still only those QUEUED), and the reason of a task that waits
+says on what, written only when it changes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from claudomator.errors import LeaseLost
@@ -27,7 +32,11 @@ from claudomator.store.events import write_event
 from claudomator.store.nodes import UP, lease_expired
 from claudomator.store.schema import EXECUTIONS, NODES, TASKS
 from claudomator.store.tasks import CHANGED, PICK, Tasks, in_pick_order, task_event
-from claudomator.stored import ExecutionEnd, LiveExecution, Started, StartedTask
+from claudomator.stored import Admission, ExecutionEnd, LiveExecution, Started, StartedTask
+from claudomator.workspace import WAITING
+
+ADMIT_PAGE = 8  # an admission reads the queue n + this many at first, then four times more
+ADMIT_MAX = 4096  # queued tasks an admission looks at, at most, per start
 
 
 class Executions(Tasks):
@@ -36,7 +45,13 @@ class Executions(Tasks):
     _idle = True  # the last start found nothing
 
     def start(
-        self, limit: int, now: float, executions_dir: Path, dispatcher: str = "", **values: Any
+        self,
+        limit: int,
+        now: float,
+        executions_dir: Path,
+        dispatcher: str = "",
+        admission: Admission | None = None,
+        **values: Any,
     ) -> list[Started]:
         """Up to `limit` tasks `pick` would choose, started in one transaction whose one UPDATE
         picks and starts them: nodes racing for the queue never collide on a task. Each gets an
@@ -48,19 +63,17 @@ class Executions(Tasks):
                 if conn.execute(PICK, {**params, "p_limit": 1}).first() is None:
                     return []
         node = values.get("owner_node", "")
+        lease = {"p_node": node, "p_pid": values.get("owner_pid", 0), "p_now_at": time.time()}
         with self.begin() as conn:
-            rows = conn.execute(
-                self._start_statement(bool(node)),
-                {
-                    **params,
-                    "p_node": node,
-                    "p_pid": values.get("owner_pid", 0),
-                    "p_now_at": time.time(),
-                },
-            ).mappings()
+            if admission is None:
+                rows = conn.execute(self._start_statement(bool(node)), {**params, **lease}).all()
+            else:
+                ids = self._admitted(conn, admission, params, node)
+                statement = self._start_ids_statement(bool(node))
+                rows = conn.execute(statement, {**lease, "p_ids": ids}).all() if ids else []
             started = [
-                self._started(conn, cast(StartedTask, dict(row)), executions_dir, values)
-                for row in rows.all()
+                self._started(conn, cast(StartedTask, dict(row._mapping)), executions_dir, values)
+                for row in rows
             ]
             self._idle = not started
             if not started:  # nothing to start, or no lease to start with?
@@ -83,6 +96,57 @@ class Executions(Tasks):
             )
             .returning(TASKS.c.id, *_STARTED)
         )
+
+    @functools.cache  # noqa: B019 (as above)
+    def _start_ids_statement(self, with_lease: bool) -> Any:
+        chosen = [TASKS.c.id.in_(bindparam("p_ids", expanding=True))]
+        if with_lease:
+            chosen.append(self._lease_held.exists())
+        return (
+            update(TASKS)
+            .where(*chosen, TASKS.c.state == State.QUEUED.value)
+            .values(
+                state=State.RUNNING.value,
+                reason="",
+                updated_at=bindparam("p_now_at"),
+                attempts=TASKS.c.attempts + 1,
+            )
+            .returning(TASKS.c.id, *_STARTED)
+        )
+
+    @staticmethod
+    def _admitted(
+        conn: Connection, admission: Admission, params: dict[str, Any], node: str
+    ) -> list[str]:
+        """The ids `admission` lets start, reading the queue a page at a time; the reasons of
+        the tasks it looked at, set to why they wait (or cleared of a wait that is over)."""
+        limit = params["p_limit"]
+        running = conn.execute(_RUNNING_HERE, {"p_node": node}).scalars().all()
+
+        def configs(ids: Sequence[str]) -> dict[str, str]:
+            found = conn.execute(_CONFIGS, {"p_ids": list(ids)}).all()
+            return {row.id: row.config_json for row in found}
+
+        judge = admission(running, configs)
+        allowed: list[str] = []
+        offset, page = 0, limit + ADMIT_PAGE
+        while len(allowed) < limit and offset < ADMIT_MAX:
+            found = conn.execute(_CANDIDATES, {**params, "p_limit": page, "p_offset": offset}).all()
+            verdict = judge.consider([row.id for row in found], limit - len(allowed))
+            allowed += verdict.allowed
+            ready = set(verdict.ready)
+            changed = [
+                {"p_id": row.id, "p_reason": reason}
+                for row in found
+                for reason in [verdict.waits.get(row.id, "" if row.id in ready else row.reason)]
+                if reason != row.reason and (reason or row.reason.startswith(WAITING))
+            ]
+            if changed:
+                conn.execute(_SET_REASON, changed)
+            if len(found) < page:
+                break
+            offset, page = offset + page, page * 4
+        return allowed
 
     @functools.cached_property
     def _lease_held(self) -> Any:
@@ -122,6 +186,34 @@ class Executions(Tasks):
             },
         )
         return Started(execution_id, event, row)
+
+    def workspaces_of(self, task_ids: Sequence[str] | None) -> dict[str, str]:
+        """The workspace record (JSON) of each task's latest execution that has one (of every
+        task that has one: None)."""
+        if task_ids is not None and not task_ids:
+            return {}
+        chosen = [EXECUTIONS.c.workspace_json != ""]
+        if task_ids is not None:
+            chosen.append(EXECUTIONS.c.task_id.in_(list(task_ids)))
+        latest = (
+            select(EXECUTIONS.c.task_id, func.max(EXECUTIONS.c.id).label("id"))
+            .where(*chosen)
+            .group_by(EXECUTIONS.c.task_id)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(EXECUTIONS.c.task_id, EXECUTIONS.c.workspace_json).join(
+                    latest, EXECUTIONS.c.id == latest.c.id
+                )
+            ).all()
+        return {row.task_id: row.workspace_json for row in rows}
+
+    def latest_execution_id(self, task_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(EXECUTIONS.c.id)).where(EXECUTIONS.c.task_id == task_id)
+            ).scalar()
 
     def finish_execution(
         self,
@@ -226,6 +318,30 @@ class Executions(Tasks):
 # what an execution starting needs of its task, besides what its event needs
 _STARTED = (*CHANGED, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json)
 _INSERT_EXECUTION = insert(EXECUTIONS)
+# what runs on this node (an execution row is RUNNING only while its task is)
+_RUNNING_HERE = (
+    select(EXECUTIONS.c.task_id)
+    .join(TASKS, TASKS.c.id == EXECUTIONS.c.task_id)
+    .where(
+        EXECUTIONS.c.state == State.RUNNING.value,
+        EXECUTIONS.c.owner_node == bindparam("p_node"),
+        TASKS.c.state == State.RUNNING.value,
+    )
+)
+_CONFIGS = select(TASKS.c.id, TASKS.c.config_json).where(
+    TASKS.c.id.in_(bindparam("p_ids", expanding=True))
+)
+_CANDIDATES = (
+    in_pick_order(TASKS)
+    .add_columns(TASKS.c.reason)
+    .limit(bindparam("p_limit"))
+    .offset(bindparam("p_offset"))
+)
+_SET_REASON = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("p_id"), TASKS.c.state == State.QUEUED.value)
+    .values(reason=bindparam("p_reason"))
+)
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value
 )

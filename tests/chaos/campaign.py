@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from tests.chaos.database import Database
-from tests.chaos.drops import Drop, make_drop
+from tests.chaos.drops import FOLDERS, Drop, make_drop
 from tests.chaos.facts import FINAL
 from tests.chaos.node import Node
 from tests.chaos.processes import Records, alive, execution_of, gone, home_processes
@@ -73,7 +73,8 @@ class Campaign:
         logs.mkdir()
         self.logs_dir = logs
         work = self.root / "work"
-        work.mkdir()
+        for k in range(FOLDERS):
+            (work / str(k)).mkdir(parents=True)
         base = {
             k: v
             for k, v in os.environ.items()
@@ -135,7 +136,7 @@ class Campaign:
         self.db.close()
 
     def _new_drop(self, node: int, round_: int) -> Drop:
-        drop = make_drop(self.rng, len(self.drops), node, round_)
+        drop = make_drop(self.rng, len(self.drops), node, round_, self.root / "work")
         self.drops.append(drop)
         return drop
 

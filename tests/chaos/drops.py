@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -28,13 +29,19 @@ class Drop:
     while_down: bool = False
 
 
-def _task(name: str, scenario: str, retry: bool, depends_on: str = "", **params: Any) -> str:
+FOLDERS = 8  # the working folders tasks are spread over (tasks on one folder run one at a time)
+
+
+def _one(
+    name: str, scenario: str, retry: bool, depends_on: str = "", *, where: str, **params: Any
+) -> str:
     lines = [f"name: {name}"]
     if depends_on:
         lines.append(f"depends_on: [{depends_on}]")
     if retry:
         lines.append('retry: {max_attempts: 2, backoff: "1s"}')
-    lines += ["claude:", "  instructions: |", f"    fake-scenario: {scenario}"]
+    lines += ["claude:", f'  working_dir: "{where}"', "  instructions: |"]
+    lines.append(f"    fake-scenario: {scenario}")
     lines += [f"    fake-{k}: {v}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
@@ -44,9 +51,14 @@ def _indent(text: str) -> str:
     return "\n".join([f"  - {first}", *(f"    {line}" for line in rest)]) + "\n"
 
 
-def make_drop(rng: random.Random, number: int, node: int, round_: int) -> Drop:
-    """A random task file: its text and what claudomator must make of it."""
+def make_drop(rng: random.Random, number: int, node: int, round_: int, work: Path) -> Drop:
+    """A random task file: its text and what claudomator must make of it. Its tasks run in one
+    of the `FOLDERS` folders of `work`."""
     stem = f"f{number:03d}"
+
+    def _task(*args: Any, **params: Any) -> str:
+        return _one(*args, where=str(work / str(rng.randrange(FOLDERS))), **params)
+
     rel = (
         ("team/" if rng.random() < 0.3 else "") + stem + (".yml" if rng.random() < 0.2 else ".yaml")
     )

@@ -48,13 +48,15 @@ function askToken() {
   return asking;
 }
 
-export async function api(path, { method = "GET", params, body, type } = {}) {
+// `text`: the answer's text (a diff), not JSON; its errors are JSON all the same.
+export async function api(path, { method = "GET", params, body, type, text } = {}) {
   if (document.documentElement.dataset.auth === "on" && !token()) await askToken();
   for (;;) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: text ? `${text}, application/json` : "application/json" };
     if (token()) headers.Authorization = `Bearer ${token()}`;
     if (type) headers["Content-Type"] = type;
     const response = await fetch(url(path, params), { method, headers, body });
+    if (text && response.ok) return response.text();
     const data = await response.json().catch(() => null);
     if (response.status === 401) {
       await askToken();

@@ -1,7 +1,9 @@
 // The dashboard: a hash router over four views (tasks, one task, new task, cost), kept live by
-// the WebSocket: an event refreshes what it touches; nothing polls.
+// the WebSocket: an event refreshes what it touches; nothing polls. A task's view shows an
+// execution's log and, when it ran in a worktree, its changes (changes.js).
 
 import { api, events } from "./api.js";
+import { forgetChanges, hasWorktree, showChanges } from "./changes.js";
 import { barChart } from "./chart.js";
 import { $, duration, h, money, STATES, stateBadge, when } from "./dom.js";
 import { renderLine } from "./log.js";
@@ -12,7 +14,7 @@ const FINAL = ["COMPLETED", ...RETRYABLE];
 
 const list = { cursors: [null], page: 0, items: [] };
 let status = null;
-let current = null; // the task shown in the task view: { id, detail, execution, offset, loading }
+let current = null; // the task shown: { id, detail, execution, offset, loading, changes }
 let refreshTimer = null;
 
 function notice(message) {
@@ -173,12 +175,30 @@ function executionRow(ex, detail) {
     h("td", {}, ex.num_turns ?? ""), h("td", {}, ex.owner.node || ex.owner.host),
     h("td", {}, when(ex.started_at)), h("td", {}, duration(seconds)),
     h("td", {}, h("button", { type: "button", "aria-pressed": selected ? "true" : "false",
-      onclick: guard(() => openLog(ex.id, detail)) }, "Show log")));
+      onclick: guard(() => openLog(ex.id, detail)) }, "Show log")),
+    h("td", {}, hasWorktree(ex) ? h("button", { type: "button", "data-changes": ex.id,
+      "aria-pressed": current && current.changes === ex.id ? "true" : "false",
+      onclick: guard(() => openChanges(ex.id)) }, "Changes") : ""));
+}
+
+async function openChanges(executionId) {
+  const ex = current.detail.executions.find((e) => e.id === executionId);
+  current.changes = executionId;
+  for (const button of document.querySelectorAll("#executions [data-changes]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.changes === executionId));
+  }
+  $("#changes-title").textContent = `Changes of execution ${ex.attempt}`;
+  $("#changes").hidden = false;
+  await showChanges($("#changes-body"), ex, current.detail);
 }
 
 async function showTask(id, { keepLog = false } = {}) {
   const detail = await api(`api/tasks/${encodeURIComponent(id)}`);
-  if (!current || current.id !== id) current = { id, execution: null, offset: 0, loading: false };
+  if (!current || current.id !== id) {
+    current = { id, execution: null, offset: 0, loading: false, changes: null };
+    $("#changes").hidden = true;
+    forgetChanges();
+  }
   current.detail = detail;
   $("#task-title").replaceChildren(detail.name, " ", stateBadge(detail.state));
   $("#task-actions").replaceChildren(...actionButtons(detail));

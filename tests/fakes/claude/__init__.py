@@ -28,6 +28,7 @@ prompt line ``fake-<p>: value`` (``-`` and ``_`` are the same in the name), else
     fake-scenario: tools
     fake-turns: 5
     fake-cost: 0.25
+    fake-edit: notes.txt=a line      (appended to that file of the working folder first)
 
 Scenarios (exit code 0 when the result has ``is_error: false``, else 1, as the real CLI):
 

@@ -94,6 +94,10 @@ def main(args: list[str], recorder: Recorder) -> NoReturn:
             params.get("message") or "error: unknown option '--fake-usage-error'",
             int(params.get("exit") or 1),
         )
+    if edit := params.get("edit"):  # `fake-edit: path=text`: a file written, as claude edits
+        name, _, text = edit.partition("=")
+        with open(name, "a", encoding="utf-8") as out:
+            out.write(text + "\n")
     sessions = resolve(opts, session_id)  # --resume=<id> may change the session id
     if not prompt.strip():
         if output_format == "stream-json":
