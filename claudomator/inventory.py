@@ -10,6 +10,7 @@ deleted here: only `prune`, asked by a person, deletes the branches of final tas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -28,6 +29,7 @@ from claudomator.workspace import Workspace, WorkspaceRecord
 from claudomator.workspaces import Workspaces
 
 log = structlog.get_logger("claudomator.workspaces")
+_FINAL = frozenset(s.value for s in FINAL_STATES)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Entry:
     node: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return dataclasses.asdict(self)
 
 
 async def repository_of(folder: Path) -> Path | None:
@@ -78,11 +80,11 @@ class Inventory:
             row = self.store.task_row(task_id)
             repo = await repository_of(folder)
             if repo is None:  # its making was cut short before git made it a worktree
-                if row is None or row["state"] in {s.value for s in FINAL_STATES}:
+                if row is None or row["state"] in _FINAL:
                     shutil.rmtree(folder, ignore_errors=True)
                 continue
             repos.add(repo)
-            if row is not None and row["state"] not in {s.value for s in FINAL_STATES}:
+            if row is not None and row["state"] not in _FINAL:
                 await self.workspaces.measure(task_id)  # its next execution goes on there
                 continue
             spec = TaskSpec.model_validate_json(row["config_json"]) if row else None
@@ -146,7 +148,7 @@ class Inventory:
         `merged`); what was (or, with `dry_run`, would be) removed."""
         chosen = []
         for entry in await self.entries():
-            if entry.state not in {s.value for s in FINAL_STATES}:
+            if entry.state not in _FINAL:
                 continue
             if older_than_s is not None and (entry.age_s is None or entry.age_s < older_than_s):
                 continue

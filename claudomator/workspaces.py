@@ -42,7 +42,8 @@ from claudomator.workspace import (
     disk_wait,
     in_worktree,
 )
-from claudomator.worktree import Attached, Worktrees, repo_root, run_setup, size_on_disk
+from claudomator.worktree import Attached, Worktrees, repo_root, size_on_disk
+from claudomator.worktree_setup import run_setup
 
 log = structlog.get_logger("claudomator.workspaces")
 
@@ -73,13 +74,9 @@ class Workspaces:
 
     def footprint(self, task_id: str, spec: TaskSpec) -> Occupant:
         """Where the task would run, as far as overlap goes: its working_dir (links resolved),
-        or its own worktree folder and branch in its repository."""
-        found = self._known.get(task_id)
-        if found is not None:
-            return found
+        or its own worktree folder and branch in its repository (remembered)."""
         place = self._place(spec)
-        workspace = spec.workspace or Workspace(mode=self.config.workspace_mode)
-        if workspace.mode == "worktree":
+        if self._workspace(spec).mode == "worktree":
             branch = branch_name(self.config.branch_prefix, spec.name, task_id)
             folder = Path(os.path.realpath(self.trees.path_of(task_id)))
             found = Occupant(task_id, folder, branch, git_repository(place))
@@ -94,6 +91,10 @@ class Workspaces:
         """The task's working_dir, links resolved."""
         return Path(os.path.realpath(working_dir(spec, self.config)))
 
+    def _workspace(self, spec: TaskSpec) -> Workspace:
+        """The task's workspace (one recorded before the field was settled: the default's)."""
+        return spec.workspace or Workspace(mode=self.config.workspace_mode)
+
     def footprints(
         self, task_ids: Sequence[str], configs: Callable[[Sequence[str]], Mapping[str, str]]
     ) -> list[Occupant]:
@@ -102,7 +103,7 @@ class Workspaces:
         read = configs(missing) if missing else {}
         specs = {k: TaskSpec.model_validate_json(v) for k, v in read.items()}
         return [
-            self._known.get(t) or self.footprint(t, specs[t])
+            self._known[t] if t in self._known else self.footprint(t, specs[t])
             for t in task_ids
             if t in self._known or t in specs
         ]
@@ -128,8 +129,7 @@ class Workspaces:
     # -- one execution -----------------------------------------------------------------------
 
     async def prepare(self, task_id: str, execution_id: str, spec: TaskSpec) -> Prepared:
-        place = self._place(spec)
-        workspace = spec.workspace or Workspace(mode=self.config.workspace_mode)
+        place, workspace = self._place(spec), self._workspace(spec)
         done = Prepared(workspace, place)
         if workspace.mode == "shared":
             return done
@@ -253,7 +253,7 @@ class Round:
     def consider(self, candidates: Sequence[str], slots: int) -> Admitted:
         offered = self.workspaces.footprints(candidates, self.configs)
         verdict = admit(
-            ((o, not Path(o.directory).exists()) if o.branch else (o, False) for o in offered),
+            ((o, o.branch is not None and not Path(o.directory).exists()) for o in offered),
             self.occupied,
             slots,
             self.disk,

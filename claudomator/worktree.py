@@ -1,5 +1,5 @@
 """A task's git worktree, from its making to its removal: `<workspaces>/<task id>` on the task's
-own branch, its setup command, the commit of what claude left, the branch's figures and diff,
+own branch, the commit of what claude left, the branch's figures and diff,
 the push (never forced), removal (the branch stays) and pruning. git runs only through
 `sources.gitcmd.Git`, in the repository or in the worktree, never in the person's checkout's
 index or files: a worktree has its own.
@@ -10,23 +10,19 @@ since several worktrees of one repository commit at once."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
-import signal
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from claudomator.datadir import DIR_MODE, create_private
-from claudomator.sources.gitcmd import Git, real_path, repository_free
+from claudomator.sources.gitcmd import Git, real_path
 from claudomator.sources.gitplan import GitError
 from claudomator.workspace import WorkspaceRecord, commit_message
 
 IDENTITY = ("claudomator", "claudomator@localhost")
 NO_MAINTENANCE = ("-c", "maintenance.auto=false", "-c", "gc.auto=0")
-SETUP_GRACE_S = 5.0  # a setup past its timeout has this long after SIGTERM before SIGKILL
 PUSH_TIMEOUT_S = 300.0
 _SHORTSTAT = re.compile(r"(\d+) (file|insertion|deletion)")
 
@@ -62,25 +58,6 @@ class Attached:
     branch: str
     base: str
     created: bool
-
-
-@dataclass(frozen=True)
-class SetupResult:
-    """How a worktree's setup command ended; its output is in `log_path`."""
-
-    exit_code: int | None  # None: killed at its timeout
-    timed_out: bool
-    log_path: Path
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def reason(self) -> str:
-        if self.timed_out:
-            return f"setup timed out (see {self.log_path.name})"
-        return f"setup failed with exit code {self.exit_code} (see {self.log_path.name})"
 
 
 def parse_worktrees(text: str) -> list[Listed]:
@@ -321,61 +298,6 @@ def _check_revision(name: str | None) -> None:
         raise GitError(f"{name!r} is not a revision")
 
 
-async def run_setup(
-    path: Path,
-    command: str,
-    log_path: Path,
-    *,
-    timeout_s: float,
-    env: Mapping[str, str] | None = None,
-) -> SetupResult:
-    """Run `command` with the shell in the worktree at `path`, stdout and stderr to `log_path`
-    (a new private file), for at most `timeout_s`: then SIGTERM to its process group, SIGKILL
-    after `SETUP_GRACE_S`. Cancelled, it kills the group too."""
-    try:
-        fd = create_private(log_path, append=True)
-    except FileExistsError:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, f"$ {command}\n".encode())
-        proc = await asyncio.create_subprocess_shell(
-            command, cwd=path, stdin=asyncio.subprocess.DEVNULL, stdout=fd,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            env=repository_free(env),
-        )  # fmt: skip
-        timed_out = await _wait(proc, timeout_s)
-        code = None if timed_out else proc.returncode
-        end = f"# timed out after {timeout_s:g}s" if timed_out else f"# exit {code}"
-        os.write(fd, f"{end}\n".encode())
-    finally:
-        os.close(fd)
-    return SetupResult(code, timed_out, log_path)
-
-
-async def _wait(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
-    """Wait for `proc`; past `timeout_s` (or cancelled) end its process group. Whether it was
-    ended for its timeout."""
-    try:
-        await asyncio.wait_for(proc.wait(), timeout_s)
-        return False
-    except TimeoutError:
-        _signal_group(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), SETUP_GRACE_S)
-        _signal_group(proc.pid, signal.SIGKILL)  # the shell, or what it left in its group
-        await proc.wait()
-        return True
-    finally:
-        if proc.returncode is None:  # cancelled
-            _signal_group(proc.pid, signal.SIGKILL)
-            await asyncio.shield(proc.wait())
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 def size_on_disk(path: Path) -> int:
     """Bytes the files under `path` take on disk (links not followed; vanishing files
     skipped). Blocking: call it in a thread."""
@@ -392,11 +314,9 @@ __all__ = [
     "Attached",
     "Branch",
     "Listed",
-    "SetupResult",
     "Worktrees",
     "parse_shortstat",
     "parse_worktrees",
     "repo_root",
-    "run_setup",
     "size_on_disk",
 ]

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "claudomator"
 # modules of its own layer or below, and no import cycle exists, not even a TYPE_CHECKING one.
 LAYER = {
     **dict.fromkeys(["cli", "cli.__main__", "cli.commands", "cli.render", "serve"], 3),
+    **dict.fromkeys(["cli.context", "cli.workspaces"], 3),
     **dict.fromkeys(["api", "api.access", "api.app", "api.cache", "api.context", "api.errors"], 3),
     **dict.fromkeys(["api.executions", "api.logs", "api.masking", "api.openapi", "api.page"], 3),
     **dict.fromkeys(["api.pool", "api.server", "api.shapes", "api.status", "api.tasks"], 3),
@@ -30,7 +31,7 @@ LAYER = {
     **dict.fromkeys(["sources.gitfetch", "sources.gitpass", "sources.gitreport"], 1),
     **dict.fromkeys(["sources.inbox", "sources.links", "sources.watch"], 1),
     **dict.fromkeys(["runner", "proctree", "logfiles", "spool", "mirror", "events"], 1),
-    **dict.fromkeys(["log", "lock", "notify", "metrics", "worktree"], 1),
+    **dict.fromkeys(["log", "lock", "notify", "metrics", "worktree", "worktree_setup"], 1),
     **dict.fromkeys(["errors", "state", "task", "taskfile", "taskdoc", "taskbuild"], 0),
     **dict.fromkeys(["config", "config_keys", "config_values", "config_notify"], 0),
     **dict.fromkeys(["config_sources", "datadir", "schedule", "duration", "ids", "secret"], 0),

@@ -25,6 +25,7 @@ from claudomator.taskfile import ParsedFile
 from tests.poll import wait_for
 from tests.services import make_service
 from tests.taskfiles import scenario, task_data, task_yaml
+from tests.test_runner import run
 from tests.test_serve import Server, serve_env
 
 
@@ -56,16 +57,6 @@ def service(fake_claude: Path, home: Path) -> Iterator[Claudomator]:
 
 def spec(name: str, instructions: str, **fields: Any) -> TaskSpec:
     return TaskSpec.model_validate(task_data(name, instructions, **fields))
-
-
-def run(service: Claudomator, *specs: TaskSpec) -> list[TaskDetail]:
-    ids = service.submit(
-        ParsedFile("t.yaml", list(specs), len(specs) > 1, []),
-        source="test",
-        dispatcher=service.identity,
-    )
-    asyncio.run(asyncio.wait_for(Run(service, ids).until_final(), 60))
-    return [service.task(i) for i in ids]
 
 
 def workspace_of(t: TaskDetail, n: int = -1) -> dict[str, Any]:

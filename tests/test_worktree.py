@@ -26,9 +26,9 @@ from claudomator.worktree import (
     parse_shortstat,
     parse_worktrees,
     repo_root,
-    run_setup,
     size_on_disk,
 )
+from claudomator.worktree_setup import run_setup
 from tests.needs import needs
 
 pytestmark = needs(shutil.which("git"), "git is not installed")

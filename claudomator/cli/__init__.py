@@ -1,6 +1,8 @@
 """The `claudomator` command (`claudomator.cli:main`).
 
 - `commands`: the click commands, one-call adapters over the service, and the one error map;
+- `context`: what each command gets: the flags, the config, the read path or the service;
+- `workspaces`: `workspaces [prune]`;
 - `render`: how they show tables, tasks, status, nodes, sources, `run`'s progress and logs.
 
 The only package that imports click.

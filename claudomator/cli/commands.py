@@ -10,53 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from claudomator import __version__
 from claudomator.cli import render
-from claudomator.config import Config, load_config
-from claudomator.duration import parse_duration
+from claudomator.cli.context import Context, pass_ctx
+from claudomator.cli.workspaces import workspaces
 from claudomator.errors import ClaudomatorError, NotFoundError, TaskFileError
 from claudomator.state import State
-
-if TYPE_CHECKING:
-    from claudomator.service import Claudomator
-    from claudomator.views import Views
-
-
-class Context:
-    def __init__(self, flags: dict[str, object]) -> None:
-        self.flags = flags
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(flags=self.flags)
-        return self._config
-
-    def views(self) -> Views:
-        """The read path alone: no SQLAlchemy, no pydantic, no structlog."""
-        from claudomator.views import Views
-
-        return Views.open(self.config)
-
-    def service(self, quiet: bool = False) -> Claudomator:
-        """The service; `quiet` logs warnings only unless log.level was set explicitly (the
-        command prints its own progress)."""
-        from claudomator import log
-        from claudomator.service import Claudomator
-
-        level = self.config.log_level
-        if quiet and "log.level" not in self.config.origins:
-            level = "warning"
-        log.configure(level, self.config.log_format)
-        return Claudomator(self.config)
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 def main() -> None:
@@ -97,6 +59,9 @@ def cli(
     ctx.obj = Context(
         {"claude.binary": claude_bin, "max_concurrency": max_concurrency, "claude.model": model}
     )
+
+
+cli.add_command(workspaces)
 
 
 # -- setup -------------------------------------------------------------------------------------
@@ -227,12 +192,8 @@ def status(ctx: Context, task_id: str | None, as_json: bool) -> None:
 def nodes(ctx: Context, as_json: bool) -> None:
     """The nodes sharing this database: slots, last heartbeat, what each runs."""
     rows = ctx.views().nodes()
-    if as_json:
-        render.emit_json(rows)
-    elif not rows:
-        click.echo("no nodes: none has run `claudomator serve` or `run` on this database")
-    else:
-        render.nodes_table(rows)
+    empty = "no nodes: none has run `claudomator serve` or `run` on this database"
+    render.listing(rows, as_json, empty, render.nodes_table)
 
 
 @cli.command()
@@ -266,51 +227,8 @@ def logs(ctx: Context, ref: str, follow: bool, raw: bool, which: str | None) -> 
 def sources(ctx: Context, as_json: bool) -> None:
     """The [[sources]] of config.toml, each with the last commit ingested and what is wrong."""
     rows = ctx.views().sources()
-    if as_json:
-        render.emit_json(rows)
-    elif not rows:
-        click.echo(f"no sources: add [[sources]] tables to {ctx.config.data_dir.config_file}")
-    else:
-        render.sources_table(rows)
-
-
-@cli.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@click.pass_context
-def workspaces(click_ctx: click.Context, as_json: bool) -> None:
-    """The worktrees and branches of worktree tasks: task, state, size on disk, age."""
-    if click_ctx.invoked_subcommand is not None:
-        return
-    ctx = click_ctx.find_object(Context)
-    assert ctx is not None  # the group made it
-    with ctx.service() as service:
-        rows = service.workspace_entries()
-    if as_json:
-        render.emit_json(rows)
-    elif not rows:
-        click.echo("no worktrees and no task branches")
-    else:
-        render.workspaces_table(rows)
-
-
-@workspaces.command("prune")
-@click.option("--older-than", help="Only branches whose last commit is older (e.g. 7d, 12h).")
-@click.option("--merged", is_flag=True, help="Only branches merged into their repository's HEAD.")
-@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-@pass_ctx
-def workspaces_prune(ctx: Context, older_than: str | None, merged: bool, dry_run: bool) -> None:
-    """Remove the worktrees and branches of final tasks (never of a task still to run)."""
-    try:
-        age = None if older_than is None else parse_duration(older_than)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--older-than") from None
-    with ctx.service() as service:
-        rows = service.prune_workspaces(older_than_s=age, merged=merged, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for r in rows:
-        click.echo(f"{verb} {r['branch'] or r['path']} (task {r['task_id']}, {r['state']})")
-    if not rows:
-        click.echo("nothing to prune")
+    empty = f"no sources: add [[sources]] tables to {ctx.config.data_dir.config_file}"
+    render.listing(rows, as_json, empty, render.sources_table)
 
 
 # -- acting ------------------------------------------------------------------------------------

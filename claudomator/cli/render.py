@@ -151,6 +151,16 @@ def sources_table(rows: list[Source]) -> None:
             click.echo(f"{r['name']}: {r['error']}")
 
 
+def listing(rows: Sequence[Any], as_json: bool, empty: str, show: Callable[[Any], None]) -> None:
+    """Rows as a JSON array, else `show`n as a table, else `empty` said when there are none."""
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        click.echo(empty)
+    else:
+        show(rows)
+
+
 def workspaces_table(rows: Sequence[Mapping[str, Any]]) -> None:
     shown = [
         {

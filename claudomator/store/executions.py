@@ -85,34 +85,14 @@ class Executions(Tasks):
         pick = in_pick_order(TASKS.alias("picked"))  # the UPDATE's own table, seen apart
         if with_lease:  # only while this node's lease holds
             pick = pick.where(self._lease_held.exists())
-        return (
-            update(TASKS)
-            .where(TASKS.c.id.in_(pick), TASKS.c.state == State.QUEUED.value)
-            .values(
-                state=State.RUNNING.value,
-                reason="",
-                updated_at=bindparam("p_now_at"),
-                attempts=TASKS.c.attempts + 1,
-            )
-            .returning(TASKS.c.id, *_STARTED)
-        )
+        return _starting(TASKS.c.id.in_(pick))
 
     @functools.cache  # noqa: B019 (as above)
     def _start_ids_statement(self, with_lease: bool) -> Any:
         chosen = [TASKS.c.id.in_(bindparam("p_ids", expanding=True))]
         if with_lease:
             chosen.append(self._lease_held.exists())
-        return (
-            update(TASKS)
-            .where(*chosen, TASKS.c.state == State.QUEUED.value)
-            .values(
-                state=State.RUNNING.value,
-                reason="",
-                updated_at=bindparam("p_now_at"),
-                attempts=TASKS.c.attempts + 1,
-            )
-            .returning(TASKS.c.id, *_STARTED)
-        )
+        return _starting(*chosen)
 
     @staticmethod
     def _admitted(
@@ -318,6 +298,23 @@ class Executions(Tasks):
 # what an execution starting needs of its task, besides what its event needs
 _STARTED = (*CHANGED, TASKS.c.requeues, TASKS.c.config_json, TASKS.c.retry_json)
 _INSERT_EXECUTION = insert(EXECUTIONS)
+
+
+def _starting(*chosen: Any) -> Any:
+    """The UPDATE that starts the QUEUED tasks `chosen` says, returning what their start needs."""
+    return (
+        update(TASKS)
+        .where(*chosen, TASKS.c.state == State.QUEUED.value)
+        .values(
+            state=State.RUNNING.value,
+            reason="",
+            updated_at=bindparam("p_now_at"),
+            attempts=TASKS.c.attempts + 1,
+        )
+        .returning(TASKS.c.id, *_STARTED)
+    )
+
+
 # what runs on this node (an execution row is RUNNING only while its task is)
 _RUNNING_HERE = (
     select(EXECUTIONS.c.task_id)
