@@ -240,11 +240,28 @@ def test_the_write_needs_a_permission_as_in_the_real_cli(
     claude: Path, work: Path, permission: list[str], denied: bool
 ) -> None:
     p = run(claude, [*STREAM, *permission], "hi", cwd=work)
-    result = messages(p.stdout)[-1]
+    got = messages(p.stdout)
+    result = got[-1]
     assert (p.returncode, result["subtype"], result["is_error"]) == (0, "success", False)
     assert bool(result["permission_denials"]) is denied
-    if denied:
-        assert result["permission_denials"][0]["tool_name"] == "Bash"
+    if denied:  # the real shape: {tool_name, tool_use_id, tool_input}, Bash's input as sent
+        write = next(
+            block
+            for m in got
+            if m["type"] == "assistant"
+            for block in m["message"]["content"]
+            if block["type"] == "tool_use" and "NOTES.md" in block["input"]["command"]
+        )
+        (denial,) = result["permission_denials"]
+        assert list(denial) == ["tool_name", "tool_use_id", "tool_input"]
+        assert denial == {
+            "tool_name": "Bash",
+            "tool_use_id": write["id"],
+            "tool_input": {
+                "command": "printf '# Notes\\n' > NOTES.md && cat NOTES.md",
+                "description": "Create NOTES.md with a heading",
+            },
+        }
 
 
 def test_cost_parameter_is_the_total_and_consistent(claude: Path, work: Path) -> None:
@@ -426,6 +443,94 @@ def test_ignore_sigterm_survives_sigint_and_sigterm(spawn: Any) -> None:
     assert proc.wait(timeout=5) == -signal.SIGKILL
 
 
+def read_for(fd: int, seconds: float) -> bytes:
+    """What a pipe gives within `seconds` (less at end-of-file)."""
+    chunks = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0]:
+            if not (data := os.read(fd, 1 << 16)):
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.fixture
+def popen(claude: Path, work: Path) -> Iterator[Any]:
+    """Start the fake with a prompt on stdin (closed), stdout and stderr piped; reaped at the
+    end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(prompt: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [str(claude), *STREAM],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=work,
+            env=clean_env(),
+        )
+        procs.append(proc)
+        assert proc.stdin is not None
+        proc.stdin.write(prompt.encode())
+        proc.stdin.close()
+        return proc
+
+    yield start
+    for proc in procs:
+        reap(proc)
+
+
+def test_stall_goes_silent_after_one_line_and_sigint_ends_it(popen: Any) -> None:
+    proc = popen(fake("stall", sleep_s=20, cost=0.0042))
+    assert proc.stdout is not None
+    got = messages(read_for(proc.stdout.fileno(), 1.5).decode())
+    assert [(m["type"], m.get("subtype")) for m in got] == [("system", "init"), ("assistant", None)]
+    assert got[1]["message"]["content"][0]["type"] == "text"
+    assert proc.poll() is None  # still running, saying nothing
+    proc.send_signal(signal.SIGINT)
+    got = rest(proc)
+    assert proc.returncode == 0
+    assert got[0]["message"]["content"][0]["text"] == "[Request interrupted by user]"
+    result = got[-1]
+    assert (result["subtype"], result["is_error"]) == ("error_during_execution", True)
+    assert (result["terminal_reason"], result["total_cost_usd"]) == ("aborted_streaming", 0.0042)
+
+
+def test_stall_never_writes_a_result_by_itself(popen: Any) -> None:
+    proc = popen(fake("stall", sleep_s=0.3))
+    got = rest(proc)
+    assert proc.returncode == 1
+    assert [m["type"] for m in got] == ["system", "assistant"]
+    proc = popen(fake("stall", sleep_s=20))
+    assert proc.stdout is not None
+    assert len(read_for(proc.stdout.fileno(), 1).splitlines()) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert (rest(proc), proc.returncode) == ([], 143)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_no_init_says_something_on_stderr_and_nothing_on_stdout(
+    popen: Any, signum: int, code: int
+) -> None:
+    proc = popen(fake("no_init", message="Still starting up…", sleep_s=20))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert read_for(proc.stdout.fileno(), 1) == b""
+    assert proc.poll() is None
+    assert read_for(proc.stderr.fileno(), 0.5).decode() == "Still starting up…\n"
+    proc.send_signal(signum)
+    assert proc.wait(timeout=5) == code
+    assert proc.stdout.read() == b""
+
+
+def test_no_init_has_a_default_note_and_ends_after_sleep_s(popen: Any) -> None:
+    proc = popen(fake("no_init", sleep_s=0.2))
+    assert proc.wait(timeout=5) == 1
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read() == b""
+    assert proc.stderr.read().decode().startswith("Failed to fetch remote settings")
+
+
 def test_grandchild_is_detached_and_outlives_sigkill(spawn: Any, work: Path) -> None:
     pidfile = work / "gc.pid"
     proc = spawn(fake("grandchild", pidfile=pidfile, sleep_s=20, kill_children=0))
@@ -506,6 +611,75 @@ def test_a_session_id_cannot_be_reused_under_claude_config_dir(
     assert (p.returncode, p.stderr) == (1, f"Error: Session ID {SID} is already in use.\n")
     p = run(claude, [*STREAM, f"--resume={SID}"], "again", cwd=work, env=env)
     assert messages(p.stdout)[0]["session_id"] == SID
+
+
+def _transcript(config: Path, session_id: str) -> Path:
+    (path,) = config.glob(f"projects/*/{session_id}.jsonl")
+    return path
+
+
+def test_a_resumed_run_keeps_its_session_id_and_transcript(
+    claude: Path, work: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    env = clean_env(CLAUDE_CONFIG_DIR=str(config))
+    p = run(claude, [*STREAM, f"--session-id={SID}"], fake("tools", turns=1), cwd=work, env=env)
+    assert p.returncode == 0, p.stderr
+    first = _transcript(config, SID).read_text()
+    assert first == p.stdout
+    p = run(claude, [*STREAM, f"--resume={SID}"], "Go on, please.", cwd=work, env=env)
+    assert p.returncode == 0, p.stderr
+    got = messages(p.stdout)
+    assert got[0]["subtype"] == "init" and got[-1]["type"] == "result"
+    assert {m["session_id"] for m in got} == {SID}
+    assert _transcript(config, SID).read_text() == first + p.stdout  # appended, same file
+
+
+@pytest.mark.parametrize("config", [True, False], ids=["config-dir", "no-config-dir"])
+def test_resume_of_an_unknown_session_fails_as_the_real_cli(
+    claude: Path, work: Path, tmp_path: Path, config: bool
+) -> None:
+    """Without CLAUDE_CONFIG_DIR nothing was ever kept, so no id can be resumed."""
+    extra = {"CLAUDE_CONFIG_DIR": str(tmp_path / "config")} if config else {}
+    env = clean_env(FAKE_CLAUDE_RESUME_EDIT="fix.txt=fixed", **extra)
+    message = f"No conversation found with session ID: {SID}"
+    for args in (["-p"], ["-p", "--output-format", "json", "--verbose"]):
+        p = run(claude, [*args, f"--resume={SID}"], "Go on.", cwd=work, env=env)
+        assert (p.returncode, p.stdout, p.stderr) == (1, "", message + "\n")
+    # stream-json (even without --verbose): no init, one error result, as 2.1.197 writes
+    for args in (STREAM, ["-p", "--output-format", "stream-json"]):
+        p = run(claude, [*args, f"--resume={SID}"], None, cwd=work, env=env)
+        assert (p.returncode, p.stderr) == (1, message + "\n")
+        (result,) = messages(p.stdout)
+        assert (result["type"], result["subtype"], result["is_error"]) == (
+            "result",
+            "error_during_execution",
+            True,
+        )
+        assert (result["session_id"], result["errors"], result["num_turns"]) == (SID, [message], 0)
+    assert not (work / "fix.txt").exists()
+    if not config:  # not even a session this same fake ran a moment ago
+        assert run(claude, ["-p", f"--session-id={SID}"], "hi", cwd=work, env=env).returncode == 0
+        p = run(claude, ["-p", f"--resume={SID}"], "Go on.", cwd=work, env=env)
+        assert (p.returncode, p.stdout, p.stderr) == (1, "", message + "\n")
+
+
+def test_resume_edit_writes_only_in_a_resumed_run(claude: Path, work: Path, tmp_path: Path) -> None:
+    env = clean_env(
+        CLAUDE_CONFIG_DIR=str(tmp_path / "config"), FAKE_CLAUDE_RESUME_EDIT="fix.txt=fixed"
+    )
+    p = run(claude, [*STREAM, f"--session-id={SID}"], fake("tools", turns=1), cwd=work, env=env)
+    assert p.returncode == 0, p.stderr
+    assert messages(p.stdout)[-1]["subtype"] == "success"
+    assert not (work / "fix.txt").exists()  # the first run's success leaves the check failing
+    p = run(claude, [*STREAM, f"--resume={SID}"], "Fix the check.", cwd=work, env=env)
+    assert p.returncode == 0, p.stderr
+    assert (work / "fix.txt").read_text() == "fixed\n"
+    # the new prompt of a resumed run can carry it too
+    env.pop("FAKE_CLAUDE_RESUME_EDIT")
+    prompt = "Once more.\nfake-resume-edit: fix.txt=again"
+    assert run(claude, [*STREAM, f"--resume={SID}"], prompt, cwd=work, env=env).returncode == 0
+    assert (work / "fix.txt").read_text() == "fixed\nagain\n"
 
 
 def test_instant_claude_is_a_valid_run(tmp_path: Path, work: Path) -> None:
@@ -610,6 +784,84 @@ def test_mock_budget_usage_exceeds_a_cent_in_one_call() -> None:
         + usage["cache_read_input_tokens"] * 0.3
     ) / 1e6
     assert cost > 0.01
+
+
+def _user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "content": list(blocks)}
+
+
+def _reminder() -> dict[str, Any]:
+    return {"type": "text", "text": "<system-reminder>\nContext.\n</system-reminder>"}
+
+
+def test_mock_script_serves_one_step_per_user_prompt() -> None:
+    steps = [
+        {"scenario": "max_turns"},
+        {"scenario": "tools", "command": "touch DONE", "turns": 1},
+        {"scenario": "text", "text": "All good now."},
+    ]
+    result = {"type": "tool_result", "tool_use_id": "toolu_01x", "content": "hi"}
+    with MockAnthropic("script", steps=steps) as api:
+        history: list[dict[str, Any]] = []
+
+        def answer(*new: dict[str, Any]) -> dict[str, Any]:
+            history.extend(new)
+            body = {**TOOLS_BODY, "stream": False, "messages": history}
+            reply: dict[str, Any] = json.loads(post(api, body))
+            history.append({"role": "assistant", "content": reply["content"]})
+            return reply
+
+        def command(reply: dict[str, Any]) -> str | None:
+            tools = [b for b in reply["content"] if b["type"] == "tool_use"]
+            return tools[0]["input"]["command"] if tools else None
+
+        # the first run (--max-turns 2): tool uses whatever the turn
+        first = _user(_reminder(), {"type": "text", "text": "Do it."})
+        assert command(answer(first)) == "echo hi"
+        assert command(answer(_user(result))) == "echo hi"
+        # resumed: the new prompt merged into the trailing tool_result message
+        reply = answer(_user(result, {"type": "text", "text": "Now finish it."}))
+        assert (command(reply), reply["stop_reason"]) == ("touch DONE", "tool_use")
+        reply = answer(_user(result))  # its own one turn done: the text answer
+        assert (command(reply), reply["stop_reason"]) == (None, "end_turn")
+        # a reminder or an interrupt marker is no prompt; a third one is; the last step repeats
+        reply = answer(_user({"type": "text", "text": "[Request interrupted by user]"}))
+        assert command(reply) is None and api.steps_served[-1] == 1
+        assert answer({"role": "user", "content": "Check."})["content"][0]["text"] == (
+            "All good now."
+        )
+        answer(_user({"type": "text", "text": "And again."}))
+        sse(post(api, {**TOOLS_BODY, "messages": [*history, _user(_reminder())]}))
+        # an auxiliary call is served no step
+        title = {
+            "model": "claude-sonnet-5",
+            "system": [{"type": "text", "text": "Generate a concise, sentence-case title"}],
+            "messages": [{"role": "user", "content": "<session>\nDo it.\n</session>"}],
+        }
+        post(api, title)
+        assert api.steps_served == [0, 0, 1, 1, 1, 2, 2, 2]
+        assert len(api.main_requests) == len(api.steps_served)
+
+
+def test_mock_script_steps_are_checked_and_can_fail_over_http() -> None:
+    with pytest.raises(TypeError):
+        MockAnthropic("script")
+    with pytest.raises(TypeError):
+        MockAnthropic("script", steps=[{"scenario": "text", "colour": "red"}])
+    with pytest.raises(ValueError):
+        MockAnthropic("script", steps=[{"scenario": "script"}])
+    with pytest.raises(TypeError):
+        MockAnthropic("text", steps=[{"scenario": "text"}])
+    steps = [{"scenario": "text"}, {"scenario": "http_error", "status": 429, "retry_after": "3"}]
+    with MockAnthropic("script", steps=steps, text="First.") as api:
+        first = json.loads(post(api, {**TOOLS_BODY, "stream": False}))
+        assert first["content"] == [{"type": "text", "text": "First."}]  # the mock's own text
+        again = [*TOOLS_BODY["messages"], {"role": "assistant", "content": first["content"]}]
+        again.append({"role": "user", "content": "Again."})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            post(api, {**TOOLS_BODY, "messages": again})
+        assert (info.value.code, info.value.headers.get("retry-after")) == (429, "3")
+        assert api.steps_served == [0, 1]
 
 
 # -- the real CLI against MockAnthropic ---------------------------------------------------------
@@ -732,6 +984,9 @@ def test_real_cli_sigint_while_streaming_gives_the_aborted_result(tmp_path: Path
         ["--allowedTools", "Bash", "do X"],
         ["--permission-mode", "bypassPermissions", "--input-format", "stream-json"],
         ["-r"],
+        [f"--resume={SID}", "go on"],  # a fresh HOME: no session to resume
+        ["--resume=not-a-session", "go on"],
+        ["--session-id", SID, f"--resume={SID}", "go on"],
     ],
 )
 def test_real_cli_and_fake_fail_alike(claude: Path, tmp_path: Path, args: list[str]) -> None:
@@ -752,3 +1007,61 @@ def test_real_cli_and_fake_fail_alike(claude: Path, tmp_path: Path, args: list[s
         )
         outcomes.append((p.returncode, p.stdout, p.stderr))
     assert outcomes[1] == outcomes[0]
+
+
+@pytest.mark.realcli
+@needs_real_cli
+def test_real_cli_and_fake_resume_an_unknown_session_alike(claude: Path, tmp_path: Path) -> None:
+    """stream-json: no init line, one error result naming the session, and the stderr line."""
+    outcomes: list[tuple[int, dict[str, Any], str]] = []
+    for binary in (REAL_CLAUDE, str(claude)):
+        home = tmp_path / f"home-{len(outcomes)}"
+        home.mkdir()
+        env = clean_env(HOME=str(home), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+        env["CLAUDE_CONFIG_DIR"] = str(home / ".claude")
+        p = subprocess.run(
+            [binary, *STREAM, f"--resume={SID}"],
+            input="Go on.",
+            capture_output=True,
+            text=True,
+            cwd=home,
+            env=env,
+            timeout=30,
+        )
+        (result,) = messages(p.stdout)
+        result["uuid"] = "-"
+        outcomes.append((p.returncode, result, p.stderr))
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[0][1]["errors"] == [f"No conversation found with session ID: {SID}"]
+
+
+@pytest.mark.realcli
+@needs_real_cli
+def test_real_cli_resumed_session_gets_the_next_script_step(tmp_path: Path) -> None:
+    """A run stopped by --max-turns, then resumed: the mock serves the resume the next step,
+    the session keeps its id, and the resumed run does the step's own turns."""
+    steps = [{"scenario": "max_turns"}, {"scenario": "tools", "command": "touch DONE"}]
+    with MockAnthropic("script", steps=steps, text="Finished.") as api:
+        rc, got, stderr = run_real(
+            api, tmp_path, ["--allowedTools=Bash", "--max-turns", "1"], "Go."
+        )
+        sid = got[0]["session_id"]
+        assert (rc, got[-1]["subtype"], got[-1]["session_id"]) == (1, "error_max_turns", sid), (
+            stderr
+        )
+        assert api.steps_served == [0]
+        p = subprocess.run(
+            [REAL_CLAUDE, *STREAM, "--model", "sonnet", f"--resume={sid}", "--allowedTools=Bash"],
+            input="Now finish it.",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path / "work",
+            env=api.env(home=tmp_path / "home"),
+            timeout=60,
+        )
+    got = messages(p.stdout)
+    assert p.returncode == 0, p.stderr
+    assert {m["session_id"] for m in got} == {sid}
+    assert (got[-1]["subtype"], got[-1]["result"]) == ("success", "Finished.")
+    assert api.steps_served == [0, 1, 1]
+    assert (tmp_path / "work" / "DONE").exists()

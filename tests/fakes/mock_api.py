@@ -26,13 +26,30 @@ Scenarios (``MockAnthropic(scenario, **params)``), applied to the agent loop:
 ``slow``        sends message_start and a text block, then holds the response ``delay_s``
                 seconds (default 30) with an SSE ``ping`` every ``ping_s`` (0.5) s, then ends
                 it: for timeout and cancel tests.
+``script``      ``steps``, a list of dicts such as ``[{"scenario": "max_turns"}, {"scenario":
+                "tools", "command": "touch DONE"}, {"scenario": "text"}]``: one scenario per
+                user prompt, so a first ``claude -p`` run does one thing and a later
+                ``--resume`` of the same session another. A main-loop request is served by
+                ``steps[n - 1]``, n being the number of real user prompts in its ``messages``
+                (user messages with text content, tool_result blocks beside it or not; a
+                ``<system-reminder>``, a ``[Request interrupted by user...`` marker and the
+                "Continue from where you left off." that 2.1.197 adds when it resumes a session
+                that stopped after a tool do not count); the last step repeats. Within a step,
+                the turns done are the assistant messages after that latest prompt, so a
+                ``tools`` step runs its own ``turns`` and then answers text. A step has
+                ``scenario`` (any of the above but script; default ``text``) and may carry
+                ``text``, ``command``, ``turns``, ``status``, ``retry_after`` and ``delay_s``
+                (default: the mock's own parameters). ``steps_served`` lists the step index of
+                each main request. Checked with 2.1.197: a ``--max-turns 1`` run on a
+                ``max_turns`` step, then a ``--resume`` served by the next step.
 
 Every scenario takes ``headers`` (extra response headers). Auxiliary calls are answered with a
 short text whatever the scenario. The only one 2.1.197 makes is the session-title generation
 (no tools, a system prompt starting "Generate a concise, sentence-case title", the transcript
 in ``<session>`` tags), and only without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC and for a
 prompt of more than one word. ``requests`` holds every body received on /v1/messages,
-``main_requests`` the agent-loop ones, ``paths`` every ``(method, path)``.
+``main_requests`` the agent-loop ones, ``paths`` every ``(method, path)``, ``steps_served``
+(script only; else empty) the index in ``steps`` that answered each of ``main_requests``.
 """
 
 from __future__ import annotations
@@ -117,6 +134,59 @@ def _text_of(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(b.get("text", "") for b in value if isinstance(b, dict))
     return ""
+
+
+# Texts of user messages that are not prompts: context the CLI adds, the marker of an interrupt,
+# and what 2.1.197 adds to the trailing tool_result message when it resumes a session that
+# stopped after a tool (max turns, an interrupt).
+_NOT_PROMPTS = (
+    "<system-reminder>",
+    "[Request interrupted by user",
+    "Continue from where you left off.",
+)
+
+
+def is_prompt(message: Any) -> bool:
+    """Whether a message of a request is a real user prompt: a user message with text content
+    (beside tool_result blocks or not), not counting the texts of `_NOT_PROMPTS`."""
+    if not isinstance(message, dict) or message.get("role") != "user":
+        return False
+    content = message.get("content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(blocks, list):
+        return False
+    return any(
+        isinstance(b, dict)
+        and b.get("type") == "text"
+        and isinstance(b.get("text"), str)
+        and b["text"].strip()
+        and not b["text"].lstrip().startswith(_NOT_PROMPTS)
+        for b in blocks
+    )
+
+
+class Step:
+    """What answers one main-loop request: a scenario and its parameters."""
+
+    KEYS = ("scenario", "text", "command", "turns", "status", "retry_after", "delay_s")
+    SCENARIOS = ("text", "tools", "max_turns", "budget", "http_error", "slow")
+
+    def __init__(self, defaults: Step | None = None, **params: Any) -> None:
+        if unknown := sorted(set(params) - set(self.KEYS)):
+            raise TypeError(f"unknown step keys: {unknown}")
+        self.scenario: str = str(params.get("scenario", defaults.scenario if defaults else ""))
+        if self.scenario not in self.SCENARIOS:
+            raise ValueError(f"unknown step scenario {self.scenario!r}; known: {self.SCENARIOS}")
+
+        def get(key: str, fallback: Any) -> Any:
+            return params.get(key, getattr(defaults, key) if defaults else fallback)
+
+        self.text: str = str(get("text", "Done. The command printed hi."))
+        self.command: str = str(get("command", "echo hi"))
+        self.turns: int = int(get("turns", 1))
+        self.status: int = int(get("status", 529))
+        self.retry_after: str = str(get("retry_after", "0"))
+        self.delay_s: float = float(get("delay_s", 30.0))
 
 
 def is_main_loop(body: dict[str, Any]) -> bool:
@@ -240,7 +310,7 @@ class MockAnthropic:
     """A Messages API on 127.0.0.1 (a free port) in a background thread; a context manager."""
 
     def __init__(self, scenario: str = "tools", **params: Any) -> None:
-        known = {"text", "tools", "max_turns", "budget", "http_error", "slow"}
+        known = {*Step.SCENARIOS, "script"}
         if scenario not in known:
             raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(known)}")
         self.scenario = scenario
@@ -252,10 +322,19 @@ class MockAnthropic:
         self.delay_s: float = float(params.pop("delay_s", 30.0))
         self.ping_s: float = float(params.pop("ping_s", 0.5))
         self.headers: dict[str, str] = dict(params.pop("headers", {}))
+        steps = params.pop("steps", None)
         if params:
             raise TypeError(f"unknown parameters: {sorted(params)}")
+        self.steps: list[Step] = []
+        if scenario == "script":
+            if not isinstance(steps, list) or not steps:
+                raise TypeError("the script scenario needs steps: a non-empty list of dicts")
+            self.steps = [Step(self._own_step(), **step) for step in steps]
+        elif steps is not None:
+            raise TypeError("steps are only for the script scenario")
         self.requests: list[dict[str, Any]] = []
         self.main_requests: list[dict[str, Any]] = []
+        self.steps_served: list[int] = []
         self.paths: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -334,7 +413,33 @@ class MockAnthropic:
             main = is_main_loop(body)
             if main:
                 self.main_requests.append(body)
+                if self.scenario == "script":
+                    self.steps_served.append(self.step_index(body))
             return main
+
+    def step_index(self, body: dict[str, Any]) -> int:
+        """The index in `steps` that answers a main-loop body (0 unless script)."""
+        if self.scenario != "script":
+            return 0
+        prompts = sum(1 for m in body.get("messages") or [] if is_prompt(m))
+        return min(max(prompts, 1), len(self.steps)) - 1
+
+    def step(self, body: dict[str, Any]) -> Step:
+        """What answers a main-loop body: its step of the script, else the mock's parameters."""
+        if self.scenario != "script":
+            return self._own_step()
+        return self.steps[self.step_index(body)]
+
+    def _own_step(self) -> Step:
+        return Step(
+            scenario="text" if self.scenario == "script" else self.scenario,
+            text=self.text,
+            command=self.command,
+            turns=self.turns,
+            status=self.status,
+            retry_after=self.retry_after,
+            delay_s=self.delay_s,
+        )
 
     def reply(self, body: dict[str, Any], main: bool) -> _Reply:
         model = str(body.get("model", "claude-sonnet-5"))
@@ -342,18 +447,22 @@ class MockAnthropic:
             return _Reply(
                 model, [{"type": "text", "text": '{"title": "Mock task"}'}], TITLE_USAGE, "end_turn"
             )
+        step = self.step(body)
         messages = body.get("messages") or []
-        done = sum(1 for m in messages if m.get("role") == "assistant")
+        if self.scenario == "script":  # the turns since the latest user prompt
+            last = max((i for i, m in enumerate(messages) if is_prompt(m)), default=-1)
+            messages = messages[last + 1 :]
+        done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
         usage = TURN_USAGE if done == 0 else FOLLOW_USAGE
-        if self.scenario in ("text", "slow") or (self.scenario == "tools" and done >= self.turns):
-            return _Reply(model, [{"type": "text", "text": self.text}], usage, "end_turn")
-        if self.scenario == "budget":
+        if step.scenario in ("text", "slow") or (step.scenario == "tools" and done >= step.turns):
+            return _Reply(model, [{"type": "text", "text": step.text}], usage, "end_turn")
+        if step.scenario == "budget":
             usage = BUDGET_USAGE
         tool = {
             "type": "tool_use",
             "id": _rand_id("toolu_01"),
             "name": "Bash",
-            "input": {"command": self.command, "description": "Run the command"},
+            "input": {"command": step.command, "description": "Run the command"},
         }
         return _Reply(model, [{"type": "text", "text": "Let me run it."}, tool], usage, "tool_use")
 
@@ -411,9 +520,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, self.api.error_body(400))
             return
         main = self.api.record("POST", self.path, body)
-        if main and self.api.scenario == "http_error":
-            status = self.api.status
-            headers = {"retry-after": self.api.retry_after} if status in (429, 529) else {}
+        step = self.api.step(body) if main else None
+        if step is not None and step.scenario == "http_error":
+            status = step.status
+            headers = {"retry-after": step.retry_after} if status in (429, 529) else {}
             if status == 529:
                 headers["x-should-retry"] = "true"
             headers.update(self.api.headers)
@@ -423,10 +533,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             self._send_json(200, reply.message())
             return
+        slow = step is not None and step.scenario == "slow"
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._stream(reply, slow=main and self.api.scenario == "slow")
+            self._stream(reply, slow=slow, delay_s=step.delay_s if step else 0.0)
 
-    def _stream(self, reply: _Reply, *, slow: bool) -> None:
+    def _stream(self, reply: _Reply, *, slow: bool, delay_s: float) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -441,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_events(reply.start_events())
         self._send_events(reply.block_events(0, reply.blocks[0]))
-        deadline = time.monotonic() + self.api.delay_s
+        deadline = time.monotonic() + delay_s
         while (left := deadline - time.monotonic()) > 0:
             if self.api.wait(min(self.api.ping_s, left)):
                 return

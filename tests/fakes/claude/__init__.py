@@ -29,6 +29,7 @@ prompt line ``fake-<p>: value`` (``-`` and ``_`` are the same in the name), else
     fake-turns: 5
     fake-cost: 0.25
     fake-edit: notes.txt=a line      (appended to that file of the working folder first)
+    fake-resume-edit: fix.txt=ok     (the same, but only in a run with --resume=<id>)
 
 Scenarios (exit code 0 when the result has ``is_error: false``, else 1, as the real CLI):
 
@@ -63,6 +64,15 @@ sleep                   init and a text line, then ``sleep_s`` seconds waiting "
                         the cost so far = ``cost``, default 0), exit 0. SIGTERM: exit 143, no
                         result. SIGHUP: exit 129.
 ignore_sigterm          Like sleep, but SIGINT and SIGTERM are ignored.
+stall                   A hung CLI: init and one text line (``text``), then no more output while
+                        it runs on for ``sleep_s`` seconds; then exit ``exit`` (1) with no result:
+                        it never writes one by itself. Signals as in sleep (SIGINT: the
+                        interrupted line and the ``aborted_streaming`` result, exit 0; SIGTERM:
+                        143; SIGHUP: 129).
+no_init                 A CLI stuck in its start-up: ``message`` on stderr (default a constructed
+                        "Failed to fetch remote settings: ..." note), nothing on stdout, alive for
+                        ``sleep_s`` seconds, then exit ``exit`` (1). SIGINT ends it at once with
+                        130, SIGTERM 143, SIGHUP 129, still with nothing on stdout.
 grandchild              A Bash tool_use, then a detached grandchild ``sleep 300`` in its own
                         session (setsid); its pid goes to the file ``pidfile``; then waits
                         ``sleep_s`` "in the tool". SIGINT: the real ``aborted_tools`` ending, exit
@@ -78,7 +88,11 @@ status [529], retries [0], resets_at [now + 1 h], mb [2 for huge_line, 10 for st
 [4], sleep_s [30], pidfile [grandchild.pid], keep_stdout [0], kill_children [1], vars [all],
 message [scenario's own], exit [1], startup_s [0: pause before init], linger_s [0: after the
 last line, close stdout and keep running this long, as a CLI stuck after its output; a signal
-then ends it at once].
+then ends it at once], edit [none: ``path=text``, ``text`` and a newline appended to that file of
+the working folder before the run], resume_edit [none: the same as edit, but only in a run
+invoked with ``--resume=<id>`` whose session was found: "a success that leaves a check failing,
+and fixes it when resumed". With --resume the prompt on stdin is the new prompt, so this one
+normally comes from ``$FAKE_CLAUDE_RESUME_EDIT``].
 
 ``cost`` is the run's ``total_cost_usd`` (for error_max_budget_usd the cost of each API call,
 default 1.62 x budget; for sleep-like scenarios the cost so far). Token counts are scaled to
@@ -94,10 +108,20 @@ Other behaviour
 - With ``CLAUDE_CONFIG_DIR`` set (never otherwise, so tests cannot write to a real ~/.claude),
   the transcript goes to ``$CLAUDE_CONFIG_DIR/projects/<cwd, non-alphanumerics as
   ->/<session_id>.jsonl``, so a reused ``--session-id`` fails ("is already in use") and
-  ``--resume=<id>`` works.
+  ``--resume=<id>`` works: the resumed run keeps that session_id (init and result lines) and
+  appends to the same transcript. A ``--resume=<id>`` with no such transcript fails as the real
+  CLI, before the prompt and --verbose checks: stderr ``No conversation found with session ID:
+  <id>``, exit 1, no init line; stdout is empty, but with ``--output-format stream-json``
+  (--verbose or not) it has one ``error_during_execution`` result (``num_turns: 0``, ``errors:
+  [that message]``, ``session_id: <id>``), as 2.1.197 writes. So does every ``--resume=<id>``
+  without ``CLAUDE_CONFIG_DIR``: no session was ever kept. A ``--resume`` value that is not a
+  UUID gets the real "is not a UUID and does not match any session title" error (the fake
+  keeps no titles); ``--session-id`` with ``--resume`` or ``--continue`` the real "can only be
+  used ... if --fork-session is also specified".
 - If ``$FAKE_CLAUDE_RECORD`` names a directory, ``<session-id>.json`` is written there (again at
   exit, with ``exit_code``): ``argv`` (as invoked, argv[0] included), ``args``, ``cwd``,
-  ``stdin``, ``prompt``, ``env``, ``scenario``, ``params``, ``session_id``, ``pid``.
+  ``stdin``, ``prompt``, ``env``, ``scenario``, ``params``, ``session_id``, ``pid``, ``began`` (false for a run its checks refused, such as a ``--resume`` of
+  no session).
 
 Modules: ``options`` (the command line), ``prompt`` (stdin and parameters), ``sessions``
 (transcripts for ``--resume``), ``record`` (``$FAKE_CLAUDE_RECORD``), ``signals`` (signals,

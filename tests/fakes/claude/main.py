@@ -11,7 +11,7 @@ from .options import parse_args, suggestion
 from .prompt import env_params, prompt_params, read_stdin
 from .record import Recorder
 from .run import Run
-from .scenarios import SCENARIOS
+from .scenarios import SCENARIOS, sc_no_init
 from .sessions import resolve, transcript
 from .signals import Interrupted, Signals, install_signals, interruptible_sleep, kill_children
 from .values import is_uuid, uuid4
@@ -40,6 +40,12 @@ def main(args: list[str], recorder: Recorder) -> NoReturn:
 
     # The action's checks, in 2.1.197's order.
     session_id = opts.get("sessionId")
+    resuming = "resume" in opts or "continue" in opts
+    if session_id is not None and resuming and not opts.get("forkSession"):
+        fail(
+            "Error: --session-id can only be used with --continue or --resume if "
+            "--fork-session is also specified."
+        )
     if session_id is not None and not is_uuid(session_id):
         fail("Error: Invalid session ID. Must be a valid UUID.")
     input_format = opts.get("inputFormat") or "text"
@@ -80,6 +86,8 @@ def main(args: list[str], recorder: Recorder) -> NoReturn:
     if scenario == "ignore_sigterm":
         install_signals(ignore=True)
     recorder.write(stdin=stdin, prompt=prompt, scenario=scenario, params=params)
+    sessions = resolve(opts, session_id, output_format)  # --resume=<id> may change the id
+    recorder.write(began=True)  # past the checks: a refused --resume never gets here
     if not prompt:
         fail(
             "Error: Input must be provided either through stdin or as a prompt argument when "
@@ -95,10 +103,11 @@ def main(args: list[str], recorder: Recorder) -> NoReturn:
             int(params.get("exit") or 1),
         )
     if edit := params.get("edit"):  # `fake-edit: path=text`: a file written, as claude edits
-        name, _, text = edit.partition("=")
-        with open(name, "a", encoding="utf-8") as out:
-            out.write(text + "\n")
-    sessions = resolve(opts, session_id)  # --resume=<id> may change the session id
+        _append(edit)
+    if isinstance(opts.get("resume"), str) and (edit := params.get("resume_edit")):
+        _append(edit)  # only a resumed run (of a session that was found) edits this one
+    if scenario == "no_init":
+        sc_no_init(params)
     if not prompt.strip():
         if output_format == "stream-json":
             raise Exit(0)
@@ -117,6 +126,13 @@ def main(args: list[str], recorder: Recorder) -> NoReturn:
         install_signals(ignore=True)  # the real CLI finishes its result after one SIGINT
         kill_children()
         run.interrupted()
+
+
+def _append(edit: str) -> None:
+    """`path=text`: `text` and a newline appended to that file of the working folder."""
+    name, _, text = edit.partition("=")
+    with open(name, "a", encoding="utf-8") as out:
+        out.write(text + "\n")
 
 
 def entry() -> None:

@@ -1,5 +1,7 @@
 """``$FAKE_CLAUDE_RECORD``: what each invocation got (argv, cwd, stdin, environment, the
-scenario) and how it ended, as ``<session id>.json``, so tests can check what the runner ran."""
+scenario) and how it ended, as ``<session id>.json`` (a ``--resume`` run of that session as
+``<session id>.resumed.<pid>.json``: one session may be run many times), so tests can check
+what the runner ran."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Recorder:
             "params": {},
             "session_id": None,
             "pid": os.getpid(),
+            "began": False,  # past the checks that refuse a run (a --resume of no session)
         }
 
     def write(self, **fields: Any) -> None:
@@ -39,7 +42,9 @@ class Recorder:
         sid = self.data["session_id"]
         if not sid or not is_uuid(sid):
             sid = self.data["session_id"] = uuid4()
-        path = os.path.join(self.dir, f"{sid}.json")
+        resumed = any(a.startswith(("--resume=", "-r=")) for a in self.data["args"])
+        name = f"{sid}.resumed.{self.data['pid']}.json" if resumed else f"{sid}.json"
+        path = os.path.join(self.dir, name)
         if self.path and self.path != path and os.path.exists(self.path):
             os.unlink(self.path)
         self.path = path

@@ -8,10 +8,10 @@ import sys
 import time
 
 from .agent import Turn, agent_loop, bash, check_budget, cost_param, text_block, turn_usage
-from .console import fail, out
+from .console import Exit, err, fail, out
 from .models import Usage, add, price, usage_json
 from .run import Run
-from .signals import CHILDREN, check_signals
+from .signals import CHILDREN, check_signals, interruptible_sleep
 from .values import dumps, timestamp, uuid4
 
 TYPE_CHECKING = False
@@ -242,6 +242,29 @@ def sc_sleep(run: Run, params: dict[str, str]) -> NoReturn:
     run.success(params.get("text") or "Done after a long wait.")
 
 
+def sc_stall(run: Run, params: dict[str, str]) -> NoReturn:
+    """A hung CLI: one text line, then silence; it never writes a result by itself."""
+    cost = cost_param(params)
+    if cost is not None:
+        run.cost_override = run.cost = cost
+    run.assistant([text_block(params.get("text") or "Working on it…")], turn_usage(0, True))
+    run.wait(float(params.get("sleep_s") or 30))
+    raise Exit(int(params.get("exit") or 1))
+
+
+NO_INIT_MESSAGE = (
+    "Failed to fetch remote settings: Unable to connect. Is the computer able to access the url?"
+)
+
+
+def sc_no_init(params: dict[str, str]) -> NoReturn:
+    """A CLI stuck in its start-up: a note on stderr, nothing on stdout (called before init; a
+    signal ends it at once: SIGINT 130 through `main.entry`, SIGTERM 143, SIGHUP 129)."""
+    err((params.get("message") or NO_INIT_MESSAGE) + "\n")
+    interruptible_sleep(float(params.get("sleep_s") or 30))
+    raise Exit(int(params.get("exit") or 1))
+
+
 def sc_grandchild(run: Run, params: dict[str, str]) -> NoReturn:
     if (cost := cost_param(params)) is not None:
         run.cost_override = cost
@@ -392,6 +415,8 @@ SCENARIOS: dict[str, Callable[[Run, dict[str, str]], NoReturn] | None] = {
     "usage_error": None,  # handled before init
     "sleep": sc_sleep,
     "ignore_sigterm": sc_sleep,
+    "stall": sc_stall,
+    "no_init": None,  # handled before init (sc_no_init)
     "grandchild": sc_grandchild,
     "stream": sc_stream,
     "echo_env": sc_echo_env,
