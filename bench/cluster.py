@@ -426,7 +426,7 @@ def racer(
             else:
                 result.claims.append(t1 - t0)
                 result.lock_waits.append(sum(lock))
-            execution_id, event, _ = got[0]
+            execution_id, event, *_ = got[0]
             store.finish_execution(execution_id, event["task_id"], state=State.COMPLETED, reason="")
             result.finishes.append(time.perf_counter() - t1)
         out.put(result)

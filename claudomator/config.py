@@ -50,6 +50,8 @@ class Config:
     claude_binary: str = field_for("claude.binary")
     claude_model: str = field_for("claude.model")
     claude_timeout_s: float = field_for("claude.timeout")
+    stall_timeout_s: float = field_for("claude.stall_timeout")
+    startup_timeout_s: float = field_for("claude.startup_timeout")
     claude_working_dir: str = field_for("claude.working_dir")
     allowed_roots: tuple[str, ...] = field_for("claude.allowed_roots")
     workspace_mode: Mode = field_for("claude.workspace")  # noqa: RUF009 (a Literal of str)

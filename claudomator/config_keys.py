@@ -77,6 +77,18 @@ KEYS: tuple[Key, ...] = (
         "timeout for tasks that set none (e.g. 90s, 15m, 1h30m)",
     ),
     Key(
+        "claude.stall_timeout",
+        parse_duration,
+        "10m",
+        "no new line on claude's stdout for this long stops it (TIMED_OUT); 0 is none",
+    ),
+    Key(
+        "claude.startup_timeout",
+        parse_duration,
+        "2m",
+        "no system/init line from claude within this long fails it (FAILED); 0 is none",
+    ),
+    Key(
         "claude.allowed_roots",
         paths,
         [],

@@ -78,6 +78,14 @@ def create_private(path: Path, *, append: bool = False) -> int:
     return os.open(path, flags, FILE_MODE)
 
 
+def append_private(path: Path) -> int:
+    """`path` open for appending: made a new 0600 file when there is none."""
+    try:
+        return create_private(path, append=True)
+    except FileExistsError:
+        return os.open(path, os.O_WRONLY | os.O_APPEND)
+
+
 def write_private(path: Path, text: str, *, replace: bool = False) -> bool:
     """Write `text` to a new 0600 file at `path`.
 

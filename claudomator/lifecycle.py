@@ -3,9 +3,11 @@
 1. start: QUEUED → RUNNING, with a new execution row, by compare-and-set in one transaction for
    up to as many tasks as the pool has free slots (nodes racing for the queue never collide),
    only tasks whose workspace overlaps none running here (`workspaces`);
-2. execute: its workspace prepared (a worktree: made, set up), the runner spawns claude (the
-   spool's file has moved queued/ → running/ by then, before the spawn), its progress recorded
-   in batches, then what it left concluded (committed on its branch, the diff saved, pushed);
+2. execute: its workspace prepared (a worktree: made, set up), the attempt's rounds run
+   (`rounds`: claude spawned by the runner, the spool's file moved queued/ → running/ by then;
+   its verify checks; claude resumed in a new execution while a check fails, each such round
+   recorded as it ends), progress recorded in batches, then what the last round left
+   concluded (committed on its branch, the diff saved, pushed);
 3. record: the result, scrubbed of secrets, then what the retry policy says (QUEUED again, or a
    final state) in the same transaction; a rate limit pauses the pool until its reset;
 4. the worktree of a final task is released and its dependents are settled.
@@ -23,7 +25,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,25 +36,26 @@ from claudomator.errors import DatabaseUnavailable, LeaseLost
 from claudomator.faults import Faults
 from claudomator.gate import PoolGate
 from claudomator.node import Node
-from claudomator.outcome import Outcome
+from claudomator.outcome import Outcome, with_denials
 from claudomator.pool import Pool
+from claudomator.progress import ProgressBatch, ProgressEvent
 from claudomator.records import Event
+from claudomator.rounds import Rounds, Step
 from claudomator.runner import Runner, RunResult
 from claudomator.schedule import after_execution
 from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.db import Store
 from claudomator.stored import ExecutionEnd, RetryCounts, Started, StartedTask
-from claudomator.stream import Progress, StreamState
+from claudomator.stream import StreamState
 from claudomator.task import RetryPolicy, TaskSpec
 from claudomator.workspaces import Workspaces
 
 log = structlog.get_logger("claudomator.lifecycle")
 
 RECORD_RETRY_S = 0.5  # a result the database refused is tried again, doubling up to 30 s
-PROGRESS_S = 0.25  # progress is written at most this often (and with the final record)
 
-ProgressEvent = tuple[str, str, str, dict[str, Any]]  # type, task id, execution id, data
+T = TypeVar("T")
 
 
 class Lifecycle:
@@ -70,15 +73,10 @@ class Lifecycle:
         faults: Faults,
         workspaces: Workspaces,
     ) -> None:
-        self.config, self.store, self.runner, self.pool, self.node = (
-            config,
-            store,
-            runner,
-            pool,
-            node,
-        )
+        self.config, self.store, self.pool, self.node = config, store, pool, node
         self.publish, self.dependents, self.gate, self.faults = publish, dependents, gate, faults
         self.workspaces = workspaces
+        self.rounds = Rounds(config, runner, store, node.process.host)  # it runs claude
         self.max_requeues = config.max_requeues  # `run --fail-on-rate-limit`: 0
         self._started: dict[str, Started] = {}  # task id -> started, not yet executing
         self._executions: dict[str, str] = {}  # task id -> its execution running here
@@ -109,55 +107,54 @@ class Lifecycle:
         return [one.event["task_id"] for one in started]
 
     async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
-        """One execution of a task `start` started, to its recorded end. Never leaves it
-        RUNNING."""
+        """One attempt of a task `start` started (its verify rounds included), to its recorded
+        end. Never leaves it RUNNING."""
         started = self._started.pop(task_id, None)
         if started is None:
             return
-        execution_id, row = started.execution_id, started.task
-        self._executions[task_id] = execution_id
+        row = started.task
+        self._executions[task_id] = started.execution_id
         spec = TaskSpec.model_validate_json(row["config_json"])
-        batch = ProgressBatch(self, task_id, execution_id, spec.name)
+        step = Step(started.execution_id, started.session_id, self._batch(task_id, started, spec))
 
         async def record(result: RunResult, workspace: str = "") -> list[Event]:
-            pending = batch.close()
+            pending = step.batch.close()
             self._executions.pop(task_id, None)
-            if execution_id in self._lost:  # stopped because this node was found lost
-                self._lost.discard(execution_id)
+            if step.execution_id in self._lost:  # stopped because this node was found lost
+                self._lost.discard(step.execution_id)
                 result = dataclasses.replace(result, outcome=Outcome(State.FAILED, "node lost"))
-            # the database may be away for a while (a network cut): the result waits, holding
-            # its slot, until it is recorded (or, if this node lost its lease meanwhile, refused)
-            for attempt in itertools.count():
-                try:
-                    return self._record(
-                        task_id, execution_id, row, spec, result, pending, workspace
-                    )
-                except DatabaseUnavailable as e:
-                    if attempt == 0:  # said once; it is recorded the moment the database is back
-                        log.warning(
-                            "execution.record_waits", execution_id=execution_id, error=str(e)
-                        )
-                    await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
-            raise AssertionError("unreachable")  # the loop above returns or raises
+            end = self._end(spec, result, step, workspace)
+            return await self._until_recorded(
+                step.execution_id,
+                lambda: self._record(task_id, step.execution_id, row, spec, result, pending, end),
+            )
+
+        async def advance(done: Step, result: RunResult, reason: str, task_reason: str) -> Any:
+            if cancel.is_set() or done.execution_id in self._lost:
+                return None  # no new round: the last record says why
+            # the round's work kept as any execution's (committed on the branch, its diff)
+            kept, _ = await self.workspaces.conclude(
+                prepared, spec, task_id, done.execution_id, succeeded=False
+            )
+            workspace = json.dumps(kept.to_json())
+            return await self._advance(
+                task_id, row, spec, done, result, (reason, task_reason), workspace
+            )
 
         try:
-            prepared = await self.workspaces.prepare(task_id, execution_id, spec)
+            prepared = await self.workspaces.prepare(task_id, step.execution_id, spec)
             if prepared.failure is not None:
                 result = _crashed(State.FAILED, prepared.failure)
             else:
-                result = await self.runner.run(
-                    spec,
-                    execution_id,
-                    cancel=cancel,
-                    on_spawn=lambda pid, t: failpoint.reached("spawned"),
-                    on_progress=batch.add,
-                    cwd=prepared.cwd,
-                )
+                ran = await self.rounds.run(task_id, row, spec, step, prepared.cwd, cancel, advance)
+                if ran is None:  # a round's record was refused: this node was found lost
+                    return
+                step, result = ran
             workspace, failure = await self.workspaces.conclude(
                 prepared,
                 spec,
                 task_id,
-                execution_id,
+                step.execution_id,
                 succeeded=result.outcome.state is State.COMPLETED,
             )
             if failure is not None and result.outcome.state is State.COMPLETED:
@@ -166,12 +163,101 @@ class Lifecycle:
             await record(_crashed(State.CANCELLED, "cancelled: shutdown"))
             raise
         except Exception as e:
-            log.exception("execution.crashed", task_id=task_id, execution_id=execution_id)
+            log.exception("execution.crashed", task_id=task_id, execution_id=step.execution_id)
             await record(_crashed(State.FAILED, f"runner error: {e!r}"))
             return
         events = await record(result, json.dumps(workspace.to_json()))
         if events and events[-1].get("state") in FINAL_STATES:
             await self.workspaces.release(task_id, prepared)
+
+    def _batch(self, task_id: str, started: Started, spec: TaskSpec) -> ProgressBatch:
+        return ProgressBatch(
+            self.store, self.publish, self.faults, task_id, started.execution_id, spec.name
+        )
+
+    async def _until_recorded(self, execution_id: str, write: Callable[[], T]) -> T:
+        """`write` done, however long the database is away (a network cut): the result waits,
+        holding its slot, until it is recorded (or, if this node lost its lease meanwhile,
+        refused)."""
+        for attempt in itertools.count():
+            try:
+                return write()
+            except DatabaseUnavailable as e:
+                if attempt == 0:  # said once; it is recorded the moment the database is back
+                    log.warning("execution.record_waits", execution_id=execution_id, error=str(e))
+                await asyncio.sleep(min(RECORD_RETRY_S * 2**attempt, 30.0))
+        raise AssertionError("unreachable")  # the loop above returns or raises
+
+    async def _advance(
+        self,
+        task_id: str,
+        row: StartedTask,
+        spec: TaskSpec,
+        done: Step,
+        result: RunResult,
+        reasons: tuple[str, str],
+        workspace: str,
+    ) -> Step | None:
+        """Record a round that another follows (FAILED with the first of `reasons`, its task
+        RUNNING still with the second) and start the next one's execution, resuming its
+        session."""
+        reason, task_reason = reasons
+        pending = done.batch.close()
+        end = self._end(spec, result, done, workspace)
+        clean = _cleaner(spec)
+
+        def write() -> tuple[list[Event], Started] | None:
+            return self.store.next_round(
+                done.execution_id,
+                task_id,
+                state=State.FAILED,
+                reason=clean(with_denials(reason, result.stream.result)),
+                end=end,
+                progress=pending,
+                executions_dir=self.config.data_dir.executions,
+                task_reason=clean(task_reason),
+                round=done.number + 1,
+                resumed_from=done.execution_id,
+                session_id=end.session_id or done.session_id,
+                **self.node.process.owner(self.node.id),
+            )
+
+        recorded = await self._until_recorded(done.execution_id, write)
+        self.gate.spent_changed()
+        if recorded is None:
+            return None
+        events, started = recorded
+        self._executions[task_id] = started.execution_id
+        self.publish([*events, started.event])
+        batch = self._batch(task_id, started, spec)
+        return Step(started.execution_id, started.session_id, batch, done.number + 1,
+                    resumed_from=done.execution_id)  # fmt: skip
+
+    def _end(self, spec: TaskSpec, result: RunResult, step: Step, workspace: str) -> ExecutionEnd:
+        """What an execution reported, as its row records it: scrubbed of secrets."""
+        stream, clean = result.stream, _cleaner(spec)
+        final = stream.result or {}
+        return ExecutionEnd(
+            exit_code=result.exit_code,
+            cost_usd=stream.cost_usd,
+            input_tokens=stream.input_tokens,
+            output_tokens=stream.output_tokens,
+            cache_read_tokens=stream.cache_read_tokens,
+            cache_creation_tokens=stream.cache_creation_tokens,
+            model_usage_json=json.dumps(stream.model_usage),
+            session_id=stream.session_id or "",
+            num_turns=stream.num_turns,
+            duration_ms=stream.duration_ms,
+            cli_version=stream.cli_version or "",
+            model=stream.model or "",
+            result_text=clean(str(final.get("result") or "")),
+            errors_json=clean(json.dumps(final.get("errors") or [])),
+            permission_denials_json=json.dumps(final.get("permission_denials") or []),
+            api_error_status=result.outcome.api_error_status,
+            workspace_json=workspace,
+            verify_json=json.dumps(step.verification.to_json()) if step.verification else "",
+            resumed_from=step.resumed_from,
+        )
 
     def _record(
         self,
@@ -181,43 +267,12 @@ class Lifecycle:
         spec: TaskSpec,
         result: RunResult,
         progress: list[ProgressEvent],
-        workspace: str,
+        end: ExecutionEnd,
     ) -> list[Event]:
-        outcome, stream = result.outcome, result.stream
-        final = stream.result or {}
-        # what claude said may quote a secret of ours or of the task's env: never record it
-        task_env = spec.claude.env
-
-        def clean(text: str) -> str:
-            return scrub(scrub(text), task_env)
-
-        outcome = dataclasses.replace(outcome, reason=clean(outcome.reason))
+        reason = with_denials(result.outcome.reason, result.stream.result)
+        outcome = dataclasses.replace(result.outcome, reason=_cleaner(spec)(reason))
         events = self.finish(
-            task_id,
-            execution_id,
-            row,
-            outcome,
-            retry=spec.retry,
-            progress=progress,
-            end=ExecutionEnd(
-                exit_code=result.exit_code,
-                cost_usd=stream.cost_usd,
-                input_tokens=stream.input_tokens,
-                output_tokens=stream.output_tokens,
-                cache_read_tokens=stream.cache_read_tokens,
-                cache_creation_tokens=stream.cache_creation_tokens,
-                model_usage_json=json.dumps(stream.model_usage),
-                session_id=stream.session_id or "",
-                num_turns=stream.num_turns,
-                duration_ms=stream.duration_ms,
-                cli_version=stream.cli_version or "",
-                model=stream.model or "",
-                result_text=clean(str(final.get("result") or "")),
-                errors_json=clean(json.dumps(final.get("errors") or [])),
-                permission_denials_json=json.dumps(final.get("permission_denials") or []),
-                api_error_status=outcome.api_error_status,
-                workspace_json=workspace,
-            ),
+            task_id, execution_id, row, outcome, retry=spec.retry, progress=progress, end=end
         )
         self.gate.spent_changed()
         failpoint.reached("finished")
@@ -318,56 +373,13 @@ class Lifecycle:
             self.pool.cancel(task_id)
 
 
-class ProgressBatch:
-    """One execution's progress, written in batches, with the final record or every
-    `PROGRESS_S`, and coalesced: the latest of each kind per batch (a tool call carries the count
-    so far), so that a chatty execution neither floods the events table nor slows the pool."""
-
-    def __init__(self, lifecycle: Lifecycle, task_id: str, execution_id: str, name: str) -> None:
-        self.lifecycle, self.task_id, self.execution_id, self.name = (
-            lifecycle,
-            task_id,
-            execution_id,
-            name,
-        )
-        self.pending: dict[str, ProgressEvent] = {}
-        self.flushing: list[asyncio.TimerHandle] = []
-        self.loop = asyncio.get_running_loop()
-
-    def add(self, progress: Progress, stream: StreamState) -> None:
-        data = {"name": self.name, **progress.fields}
-        if progress.kind == "tool_call":
-            data["tool_calls"] = stream.tool_calls
-        self.pending[progress.kind] = (
-            f"execution.{progress.kind}",
-            self.task_id,
-            self.execution_id,
-            data,
-        )
-        if not self.flushing:
-            self.flushing.append(self.loop.call_later(PROGRESS_S, self.flush))
-
-    def flush(self) -> None:
-        self.flushing.clear()
-        batch = dict(self.pending)
-        self.pending.clear()
-        lifecycle = self.lifecycle
-        with lifecycle.faults.carry_on("progress"):
-            try:
-                lifecycle.publish(lifecycle.store.add_events(list(batch.values())))
-            except (DatabaseUnavailable, OSError):  # kept for the next flush or the record
-                self.pending.update({k: v for k, v in batch.items() if k not in self.pending})
-                raise
-
-    def close(self) -> list[ProgressEvent]:
-        """No more flushes: what is still pending goes with the final record."""
-        for handle in self.flushing:
-            handle.cancel()
-        return list(self.pending.values())
+def _cleaner(spec: TaskSpec) -> Callable[[str], str]:
+    """What claude said may quote a secret of ours or of the task's env: never record it."""
+    return lambda text: scrub(scrub(text), spec.claude.env)
 
 
 def _crashed(state: State, reason: str) -> RunResult:
     return RunResult(Outcome(state, reason), StreamState(), None, 0, "")
 
 
-__all__ = ["Lifecycle", "ProgressBatch"]
+__all__ = ["Lifecycle"]

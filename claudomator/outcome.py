@@ -7,22 +7,29 @@ import signal
 from dataclasses import dataclass
 from typing import Literal
 
+from claudomator.duration import format_duration
 from claudomator.records import JSONObject
 from claudomator.state import State
 from claudomator.streamjson import as_int, as_list, as_num, as_str, one_line
+from claudomator.watchdog import Watch
 
 REASON_MAX = 300  # characters of a reason
 _API_ERROR_UNREACHABLE = frozenset({"server_error", "unknown"})
 _RATE_LIMIT_ERRORS = frozenset({"rate_limit", "overloaded"})
 _NOT_RETRYABLE = frozenset({"error_max_turns", "error_max_structured_output_retries"})
+_NO_WATCH = Watch(startup_s=0.0, stall_s=0.0)
+DENIALS_SHOWN = 3  # permission denials named in a reason; more are counted
+
+# why the runner stopped claude: its timeout, a cancel, a watchdog (no system/init line in time;
+# no stdout line for too long), or a stdout closed while the process stayed
+Killed = Literal["timeout", "cancel", "no_start", "stall", "stdout_closed"]
 
 
 @dataclass(frozen=True)
 class Ending:
     """Everything known when the process is gone."""
 
-    # the runner stopped it, and why ("stdout_closed": it closed its stdout and did not exit)
-    killed: Literal["timeout", "cancel", "stdout_closed"] | None
+    killed: Killed | None  # the runner stopped it, and why
     exit_code: int | None  # negative: killed by that signal
     stderr_tail: str
     budget_usd: float | None  # the task's max_budget_usd
@@ -30,6 +37,7 @@ class Ending:
     api_error: str | None = None
     rate_limit_status: str | None = None
     rate_limit_resets_at: float | None = None
+    watch: Watch = _NO_WATCH  # the watchdogs' limits, for the reason of one that fired
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,14 @@ def decide(ending: Ending) -> Outcome:
         return Outcome(State.TIMED_OUT, "timeout")
     if ending.killed == "cancel":
         return Outcome(State.CANCELLED, "cancelled")
+    if ending.killed == "stall":
+        return Outcome(
+            State.TIMED_OUT, f"stalled: no output for {format_duration(ending.watch.stall_s)}"
+        )
+    if ending.killed == "no_start":
+        reason = f"no start: no system/init line within {format_duration(ending.watch.startup_s)}"
+        last = _last_line(ending.stderr_tail)
+        return _failed(f"{reason}: {last}" if last else reason, False, None)
     result = ending.result
     cost = as_num(result.get("total_cost_usd")) if result is not None else None
     budget = ending.budget_usd if ending.budget_usd and ending.budget_usd > 0 else None
@@ -55,7 +71,7 @@ def decide(ending: Ending) -> Outcome:
         result.get("subtype") == "error_max_budget_usd"
         or (budget is not None and cost is not None and cost >= budget)
     ):
-        limit = _usd(budget) if budget is not None else "limit"
+        limit = usd(budget) if budget is not None else "limit"
         return Outcome(State.BUDGET_EXCEEDED, f"budget {limit} reached (${cost or 0.0:.4f})")
 
     rejected = ending.rate_limit_status == "rejected"
@@ -88,6 +104,33 @@ def decide(ending: Ending) -> Outcome:
     return _failed(reason, rejected and subtype not in _NOT_RETRYABLE, resets_at)
 
 
+def with_denials(reason: str, result: JSONObject | None) -> str:
+    """`reason` with the permission denials the result lists named (the first few, by tool and
+    what it was asked: `permission denied: Write(NOTES.md)`), so that a denial is never
+    silent; clipped to REASON_MAX."""
+    denials = [d for d in as_list((result or {}).get("permission_denials")) if isinstance(d, dict)]
+    if not denials:
+        return reason
+    named = [denial_summary(d) for d in denials[:DENIALS_SHOWN]]
+    more = len(denials) - DENIALS_SHOWN
+    note = "permission denied: " + ", ".join(named) + (f" and {more} more" if more > 0 else "")
+    return one_line(f"{reason}; {note}" if reason else note, REASON_MAX)
+
+
+def denial_summary(denial: JSONObject) -> str:
+    """One permission denial as `with_denials` names it: the tool and what it was asked for (a
+    file path, a command, ...), `Write(/x/NOTES.md)`; the tool alone when it says nothing."""
+    tool = as_str(denial.get("tool_name")) or "a tool"
+    given = denial.get("tool_input")
+    asked = ""
+    if isinstance(given, dict):
+        for key in ("file_path", "command", "path", "url", "pattern", "notebook_path"):
+            if value := as_str(given.get(key)):
+                asked = value
+                break
+    return f"{tool}({one_line(asked, 60)})" if asked else tool
+
+
 def _failed(reason: str, limited: bool, resets: float | None, status: int | None = None) -> Outcome:
     resets = resets if limited else None
     return Outcome(State.FAILED, one_line(reason, REASON_MAX), status, limited, resets)
@@ -107,6 +150,6 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _usd(amount: float) -> str:
+def usd(amount: float) -> str:
     cents = amount * 100
     return f"${amount:.2f}" if abs(cents - round(cents)) < 1e-6 else f"${amount:g}"

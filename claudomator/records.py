@@ -65,6 +65,11 @@ class Execution(TypedDict):
     # where it ran: mode, path and, in a worktree, branch, base, head, commits, files_changed,
     # insertions, deletions, diff_path, push_error, node (`workspace.WorkspaceRecord`)
     workspace: JSONObject | None
+    round: int  # its verify round: 0 for an attempt's first execution
+    resumed_from: str | None  # the execution whose claude session it resumed; null: fresh
+    # what the verify commands said: passed, commands [{command, exit_code, duration_ms,
+    # timed_out}], log_path; null when none ran (`verification.Verification`)
+    verify: JSONObject | None
     stdout_path: str
     stderr_path: str
     owner: Owner
@@ -196,6 +201,8 @@ class Event(TypedDict, total=False):
       (`store.events.event_type`);
     - execution.started, .tool_call, .text, .cost, .api_retry, .rate_limit: an execution's
       progress, at most every 0.25 s (`stream.Progress`);
+    - execution.round: a verify round's execution began, its task RUNNING still (name, round,
+      resumed_from, reason: why);
     - node.up, node.stopped, node.lost; pool.changed (the stored pool state);
     - never stored: pool.waiting (`claudomator run` waits for the pool), hub.overflow (to a
       subscriber that fell behind, before it is dropped)."""
@@ -213,7 +220,9 @@ class Event(TypedDict, total=False):
     cost_usd: float
     not_before: float  # task.queued by a retry policy: not before then
     file_id: str  # the spool file the task came from
-    node: str  # task.started: the node that runs it; node.*: the node
+    node: str  # task.started, execution.round: the node that runs it; node.*: the node
+    round: int  # execution.round: a verify round began (the new execution's round number)
+    resumed_from: str  # execution.round: the execution whose session it resumes
     kind: str  # node.*: serve | run
     # pool.changed / pool.waiting: the pool state
     paused: bool

@@ -22,23 +22,23 @@ import math
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from claudomator.command import build_argv, build_env
+from claudomator.command import Invocation, build_argv, build_env
 from claudomator.config import Config
-from claudomator.datadir import DIR_MODE, create_private
+from claudomator.datadir import DIR_MODE, append_private
 from claudomator.logfiles import execution_logs
-from claudomator.outcome import Ending, Outcome, decide
+from claudomator.outcome import Ending, Killed, Outcome, decide
 from claudomator.proctree import has_exited, kill_tree, process_started, process_tree
 from claudomator.secret import scrub, scrub_bytes, secret_values
 from claudomator.sources.gitcmd import repository_free
 from claudomator.state import State
 from claudomator.stream import Progress, StreamState, feed
 from claudomator.task import TaskSpec
+from claudomator.watchdog import Watch, hung, next_look
 from claudomator.workdir import within, working_dir
 
 __all__ = ["CHUNK", "EOF_GRACE_S", "EXIT_POLL_S", "MAX_LINE", "STDERR_TAIL", "RunResult", "Runner"]
@@ -57,6 +57,14 @@ class RunResult:
     exit_code: int | None
     pid: int
     stderr_tail: str
+
+
+@dataclass
+class _Seen:
+    """When claude was spawned and when its stdout last ended a line (event loop clock)."""
+
+    spawned_at: float
+    last_line_at: float | None = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -98,17 +106,22 @@ class Runner:
         on_spawn: Callable[[int, float], None] | None = None,
         on_progress: Callable[[Progress, StreamState], None] | None = None,
         cwd: Path | None = None,
+        invocation: Invocation | None = None,
     ) -> RunResult:
         """One execution of `spec`, in its working_dir, or in `cwd` (its place in a worktree,
-        checked against the allowed roots already; git there sees that worktree only)."""
+        checked against the allowed roots already; git there sees that worktree only), asked
+        `invocation` (default: its instructions, in a new session, with its budget)."""
         state = StreamState()
         logs = execution_logs(self.config.data_dir.executions, execution_id)
         logs.folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        out_fd = create_private(logs.stdout, append=True)
-        err_fd = create_private(logs.stderr, append=True)
+        # a second claude of one execution (a resume refused, run again fresh) appends
+        out_fd = append_private(logs.stdout)
+        err_fd = append_private(logs.stderr)
         try:
+            asked = invocation or Invocation.fresh(spec)
+            fds = (out_fd, err_fd)
             return await self._run(
-                spec, execution_id, state, out_fd, err_fd, cancel, on_spawn, on_progress, cwd
+                spec, execution_id, asked, state, fds, cancel, on_spawn, on_progress, cwd
             )
         finally:
             os.close(out_fd)
@@ -121,9 +134,9 @@ class Runner:
         self,
         spec: TaskSpec,
         execution_id: str,
+        asked: Invocation,
         state: StreamState,
-        out_fd: int,
-        err_fd: int,
+        fds: tuple[int, int],
         cancel: asyncio.Event,
         on_spawn: Callable[[int, float], None] | None,
         on_progress: Callable[[Progress, StreamState], None] | None,
@@ -139,7 +152,7 @@ class Runner:
             return self._failed(state, f"working_dir {str(cwd)!r} does not exist")
         if worktree_dir is None and not within(cwd, self.config.allowed_roots):
             return self._failed(state, f"working_dir {str(cwd)!r} is outside claude.allowed_roots")
-        argv = build_argv(spec, self.config, claude, str(uuid.uuid4()))
+        argv = build_argv(spec, self.config, claude, asked)
         env = build_env(spec, execution_id, None if worktree_dir is None else repository_free())
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -157,19 +170,28 @@ class Runner:
         if on_spawn is not None:
             on_spawn(proc.pid, process_started(proc.pid) or time.time())
 
+        out_fd, err_fd = fds
         tail: collections.deque[bytes] = collections.deque()
+        seen = _Seen(asyncio.get_running_loop().time())
         readers = [
-            asyncio.create_task(self._read_stdout(proc, out_fd, state, on_progress)),
+            asyncio.create_task(self._read_stdout(proc, out_fd, state, on_progress, seen)),
             asyncio.create_task(self._read_stderr(proc, err_fd, tail, self.secrets)),
-            asyncio.create_task(self._write_stdin(proc, spec.claude.instructions.encode())),
+            asyncio.create_task(self._write_stdin(proc, asked.prompt.encode())),
         ]
         timeout = spec.timeout if spec.timeout is not None else self.config.claude_timeout_s
+        stall = spec.stall_timeout
+        watch = Watch(
+            startup_s=self.config.startup_timeout_s,
+            stall_s=stall if stall is not None else self.config.stall_timeout_s,
+        )
         exited = asyncio.create_task(proc.wait())  # it exited and its pipes are closed
         ended = asyncio.create_task(_exit_of(proc))  # it exited
         cancelled = asyncio.create_task(cancel.wait())
-        killed: Literal["timeout", "cancel", "stdout_closed"] | None = None
+        killed: Killed | None = None
         try:
-            killed = await self._watch(proc, timeout, exited, ended, cancelled, readers[0])
+            killed = await self._watch(
+                proc, timeout, (watch, seen, state), exited, ended, cancelled, readers[0]
+            )
             if killed is not None:
                 await self._stop(proc, execution_id, exited)
             else:
@@ -193,11 +215,12 @@ class Runner:
             killed=killed,
             exit_code=proc.returncode,
             stderr_tail=stderr_tail,
-            budget_usd=spec.claude.max_budget_usd,
+            budget_usd=asked.budget_usd,
             result=state.result,
             api_error=state.api_error,
             rate_limit_status=state.rate_limit_status,
             rate_limit_resets_at=state.rate_limit_resets_at,
+            watch=watch,
         )
         return RunResult(decide(ending), state, proc.returncode, proc.pid, stderr_tail)
 
@@ -205,19 +228,30 @@ class Runner:
         self,
         proc: asyncio.subprocess.Process,
         timeout_s: float,
+        watched: tuple[Watch, _Seen, StreamState],
         exited: asyncio.Task[int],
         ended: asyncio.Task[None],
         cancelled: asyncio.Task[Literal[True]],
         stdout: asyncio.Task[None],
-    ) -> Literal["timeout", "cancel", "stdout_closed"] | None:
+    ) -> Killed | None:
         """None once claude exited by itself; else why it must be stopped: a cancel, the timeout
-        (`timeout_s` from now; 0 is none), or a stdout closed while the process stays."""
+        (`timeout_s` from now; 0 is none), a watchdog (`watched`: no start, a stall), or a stdout
+        closed while the process stays."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s if timeout_s else math.inf
         closed_at = math.inf  # when stdout reached EOF
+        watch, seen, state = watched
         waiting: set[asyncio.Task[Any]] = {exited, ended, cancelled, stdout}
         while True:
-            limit = min(deadline, closed_at + EOF_GRACE_S) - loop.time()
+            due = next_look(
+                watch,
+                spawned_at=seen.spawned_at,
+                last_line_at=seen.last_line_at,
+                initialized=state.initialized,
+            )
+            if closed_at < math.inf:  # its stdout is closed: only the EOF grace applies
+                due = math.inf
+            limit = min(deadline, closed_at + EOF_GRACE_S, due) - loop.time()
             done, _ = await asyncio.wait(
                 waiting,
                 timeout=None if limit == math.inf else max(limit, 0.0),
@@ -237,7 +271,21 @@ class Runner:
             if _has_exited(proc):
                 await asyncio.wait({ended}, timeout=1.0)
                 return None
-            return "timeout" if loop.time() >= deadline else "stdout_closed"
+            now = loop.time()
+            if now >= deadline:
+                return "timeout"
+            if now >= closed_at + EOF_GRACE_S:
+                return "stdout_closed"
+            hang = hung(
+                watch,
+                now=now,
+                spawned_at=seen.spawned_at,
+                last_line_at=seen.last_line_at,
+                initialized=state.initialized,
+            )
+            if hang is not None and closed_at == math.inf:
+                return hang
+            # a line came meanwhile (or the init): look again with the new deadline
 
     async def _stop(
         self, proc: asyncio.subprocess.Process, execution_id: str, exited: asyncio.Task[int]
@@ -272,12 +320,16 @@ class Runner:
         fd: int,
         state: StreamState,
         on_progress: Callable[[Progress, StreamState], None] | None,
+        seen: _Seen,
     ) -> None:
         assert proc.stdout is not None
         pending = b""
         skipping = False  # inside a line longer than MAX_LINE
+        loop = asyncio.get_running_loop()
         while chunk := await proc.stdout.read(CHUNK):
             _write_all(fd, chunk)
+            if b"\n" in chunk:
+                seen.last_line_at = loop.time()
             start = 0
             while (end := chunk.find(b"\n", start)) != -1:
                 if skipping:

@@ -115,7 +115,7 @@ class Claudomator:
 
     @property
     def runner(self) -> Runner:
-        return self.lifecycle.runner
+        return self.lifecycle.rounds.runner
 
     @property
     def identity(self) -> str:

@@ -67,6 +67,9 @@ class StoredExecution(TypedDict):
     errors_json: str
     permission_denials_json: str
     api_error_status: int | None
+    round: int
+    resumed_from: str
+    verify_json: str
     stdout_path: str
     stderr_path: str
     owner_host: str
@@ -175,11 +178,13 @@ Admission = Callable[[Sequence[str], Callable[[Sequence[str]], Mapping[str, str]
 
 
 class Started(NamedTuple):
-    """An execution just started: its id, its `task.started` event and its task."""
+    """An execution just started: its id, its `task.started` event, its task and the id of the
+    claude session it begins (or resumes: `session_id` passed to its start)."""
 
     execution_id: str
     event: Event
     task: StartedTask
+    session_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,9 +208,21 @@ class ExecutionEnd:
     permission_denials_json: str = "[]"
     api_error_status: int | None = None
     workspace_json: str = ""
+    verify_json: str = ""
+    resumed_from: str = ""  # the execution whose session it resumed
 
     def columns(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+class PreviousExecution(TypedDict):
+    """A task's execution before the one starting: what a retry may resume."""
+
+    id: str
+    state: str
+    reason: str
+    session_id: str
+    owner_host: str
 
 
 class LiveExecution(TypedDict):

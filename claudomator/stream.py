@@ -56,6 +56,7 @@ class Progress:
 class StreamState:
     """Everything learnt so far from one execution's stdout; one per execution."""
 
+    initialized: bool = False  # its system/init line came
     session_id: str | None = None
     cli_version: str | None = None
     model: str | None = None
@@ -119,6 +120,7 @@ def _is_user_line(line: bytes) -> bool:
 def _on_system(state: StreamState, msg: JSONObject) -> Progress | None:
     subtype = msg.get("subtype")
     if subtype == "init":
+        state.initialized = True
         state.session_id = as_str(msg.get("session_id")) or state.session_id
         state.model = as_str(msg.get("model")) or state.model
         state.cli_version = as_str(msg.get("claude_code_version")) or state.cli_version

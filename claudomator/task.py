@@ -59,7 +59,8 @@ class ClaudeSpec(_Strict):
         gt=0,
         strict=True,
         allow_inf_nan=False,
-        description="hard money limit for one execution; leave out for none",
+        description="hard money limit for one attempt (its verify rounds together); leave out "
+        "for none",
     )
     permission_mode: Literal[
         "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"
@@ -85,6 +86,33 @@ class RetryPolicy(_Strict):
     )
     backoff: Duration = Field(30.0, description="wait before the first retry; doubles per attempt")
     on_timeout: bool = Field(False, description="also retry TIMED_OUT")
+    resume: bool = Field(
+        True,
+        description="a retry resumes the last execution's claude session when it is on this "
+        "node (else a fresh session); false: always start over",
+    )
+
+
+def _commands_input(value: object) -> object:
+    """`verify: "pytest -q"` (one command), a list of commands, or the mapping."""
+    return {"commands": value} if isinstance(value, str | list) else value
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class VerifySpec(_Strict):
+    """Commands that decide success: run after claude ends with success, in the task's working
+    directory (its worktree when it has one); a failure resumes claude with what failed."""
+
+    commands: Annotated[
+        list[Annotated[str, Field(min_length=1)]], BeforeValidator(_one_or_many)
+    ] = Field(min_length=1, description='shell commands, in order, e.g. ["pytest -q"]')
+    timeout: Duration = Field(600.0, gt=0, description="per command")
+    rounds: int = Field(
+        2, ge=0, le=20, strict=True, description="how many times claude may try again"
+    )
 
 
 class TaskSpec(_Strict):
@@ -101,6 +129,14 @@ class TaskSpec(_Strict):
         default_factory=list, description="names in the same file, else the newest task so named"
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy.model_validate({}))
+    stall_timeout: Duration | None = Field(
+        default=None,
+        description="no new line on claude's stdout for this long stops the execution "
+        "(TIMED_OUT); default [claude] stall_timeout from config; 0 is none",
+    )
+    verify: Annotated[VerifySpec | None, BeforeValidator(_commands_input)] = Field(
+        default=None, description="checks that decide success (see VerifySpec)"
+    )
     workspace: WorkspaceField = Field(
         None,
         description="shared: run in working_dir itself; worktree: in a git worktree of the "

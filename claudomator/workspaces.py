@@ -28,6 +28,7 @@ from claudomator.command import build_env
 from claudomator.config import Config
 from claudomator.datadir import DIR_MODE
 from claudomator.logfiles import execution_logs
+from claudomator.shell import run_shell
 from claudomator.sources.gitplan import GitError
 from claudomator.store.db import Store
 from claudomator.task import TaskSpec
@@ -43,7 +44,6 @@ from claudomator.workspace import (
     in_worktree,
 )
 from claudomator.worktree import Attached, Worktrees, repo_root, size_on_disk
-from claudomator.worktree_setup import run_setup
 
 log = structlog.get_logger("claudomator.workspaces")
 
@@ -152,15 +152,18 @@ class Workspaces:
         if tree.created and workspace.setup:
             folder = execution_logs(self.config.data_dir.executions, execution_id).folder
             _made(folder)
-            setup = await run_setup(
+            setup = await run_shell(
                 cwd,
                 workspace.setup,
                 folder / SETUP_LOG,
                 timeout_s=self.config.setup_timeout_s,
                 env=build_env(spec, execution_id),
             )
-            if not setup.ok:
-                done = dataclasses.replace(done, failure=setup.reason)
+            if setup.timed_out:
+                done = dataclasses.replace(done, failure=f"setup timed out (see {SETUP_LOG})")
+            elif not setup.ok:
+                failure = f"setup failed with exit code {setup.exit_code} (see {SETUP_LOG})"
+                done = dataclasses.replace(done, failure=failure)
         await self.measure(task_id)
         return done
 

@@ -104,7 +104,7 @@ def end_with_workspace(
 ) -> Ended:
     """Start the first queued task and end its execution COMPLETED, recording the workspace
     that `workspace(execution id)` makes (None: none recorded)."""
-    [(execution_id, _, task)] = store.start(1, time.time(), executions)
+    [(execution_id, _, task, _)] = store.start(1, time.time(), executions)
     record = workspace(execution_id)
     text = "" if record is None else json.dumps(record.to_json())
     events = store.finish_execution(

@@ -22,7 +22,7 @@ LAYER = {
     **dict.fromkeys(["api.diffs", "api.ws", "api.ws_feed"], 3),
     **dict.fromkeys(["service", "run", "recovery", "lifecycle", "node", "intake", "ingest"], 2),
     **dict.fromkeys(["pool", "dependents", "gate", "publisher", "faults", "views"], 2),
-    **dict.fromkeys(["workspaces", "inventory"], 2),
+    **dict.fromkeys(["workspaces", "inventory", "rounds", "checks", "progress"], 2),
     **dict.fromkeys(["store", "store.database", "store.db", "store.dependencies"], 1),
     **dict.fromkeys(["store.events", "store.executions", "store.files", "store.nodes"], 1),
     **dict.fromkeys(["store.pool_state", "store.reader", "store.relay", "store.rows"], 1),
@@ -31,12 +31,13 @@ LAYER = {
     **dict.fromkeys(["sources.gitfetch", "sources.gitpass", "sources.gitreport"], 1),
     **dict.fromkeys(["sources.inbox", "sources.links", "sources.watch"], 1),
     **dict.fromkeys(["runner", "proctree", "logfiles", "spool", "mirror", "events"], 1),
-    **dict.fromkeys(["log", "lock", "notify", "metrics", "worktree", "worktree_setup"], 1),
+    **dict.fromkeys(["log", "lock", "notify", "metrics", "worktree", "shell"], 1),
     **dict.fromkeys(["errors", "state", "task", "taskfile", "taskdoc", "taskbuild"], 0),
     **dict.fromkeys(["config", "config_keys", "config_values", "config_notify"], 0),
     **dict.fromkeys(["config_sources", "datadir", "schedule", "duration", "ids", "secret"], 0),
     **dict.fromkeys(["failpoint", "token", "stream", "streamjson", "outcome", "transcript"], 0),
     **dict.fromkeys(["command", "workdir", "sources.gitplan", "records", "stored", "workspace"], 0),
+    **dict.fromkeys(["resume", "verification", "watchdog"], 0),
 }
 # third-party library -> the modules (or packages) that own it; structlog is everyone's
 OWNERS: dict[str, str | tuple[str, ...]] = {

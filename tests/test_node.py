@@ -195,7 +195,7 @@ def test_stopping_keeps_a_serve_row_and_drops_a_run_row(store: Store) -> None:
 
 def test_a_late_result_records_its_spend_but_not_its_state(store: Store, tmp_path: Path) -> None:
     [task_id], _ = store.add_tasks([new_task("t1")])
-    [(execution_id, _, _)] = store.start(1, time.time(), tmp_path)
+    [(execution_id, *_)] = store.start(1, time.time(), tmp_path)
     lost = store.finish_execution(execution_id, task_id, state=State.FAILED, reason="node lost")
     assert lost[-1]["state"] == "FAILED"
     spend = ExecutionEnd(
@@ -271,10 +271,11 @@ def test_a_second_process_cannot_take_a_live_node_id(
 
 # -- the migration from schema 1 -------------------------------------------------------------------
 
-# what versions 2 and 3 added
+# what versions 2 to 5 added
 ADDED = {
     ("executions", "owner_node"), ("files", "node"), ("files", "fingerprint"),
-    ("executions", "workspace_json"),
+    ("executions", "workspace_json"), ("executions", "round"), ("executions", "resumed_from"),
+    ("executions", "verify_json"),
 }  # fmt: skip
 
 

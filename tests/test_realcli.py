@@ -222,3 +222,49 @@ def test_a_file_written_in_a_worktree_is_committed_on_the_tasks_branch(
     )  # fmt: skip
     assert shown.stdout == "written by claude\n"
     assert not (repo / "claude.txt").exists()  # the checkout itself is untouched
+
+
+def main_prompts(mock: MockAnthropic) -> list[str]:
+    return [json.dumps(body["messages"]) for body in mock.main_requests]
+
+
+@pytest.mark.parametrize(
+    "mock",
+    [("script", {"steps": [{"scenario": "tools", "command": "echo first try"},
+                           {"scenario": "tools", "command": "touch DONE"}]})],
+    indirect=True,
+)  # fmt: skip
+def test_verify_resumes_the_real_session_until_the_check_passes(
+    service: Claudomator, mock: MockAnthropic
+) -> None:
+    claude = {"permission_mode": "acceptEdits", "allowed_tools": ["Bash"]}
+    task = run(service, spec(claude=claude, verify={"commands": "test -f DONE", "rounds": 1}))
+    assert task["state"] == "COMPLETED", task["reason"]
+    first, second = sorted(task["executions"], key=lambda ex: ex["id"])
+    assert first["reason"] == "verify failed: test -f DONE exited 1"
+    assert second["resumed_from"] == first["id"] and second["round"] == 1
+    assert second["verify"] is not None and second["verify"]["passed"] is True
+    assert second["cost_usd"] == result_line(second)["total_cost_usd"] > 0
+    assert mock.steps_served[-1] == 1  # the resumed run answered the check's prompt
+    # the resumed run carried the first run's conversation, and the check's failure
+    resumed = main_prompts(mock)[-1]
+    assert "echo first try" in resumed and "test -f DONE" in resumed
+
+
+@pytest.mark.parametrize(
+    "mock",
+    [("script", {"steps": [{"scenario": "max_turns"}, {"scenario": "text"}]})],
+    indirect=True,
+)
+def test_a_retry_resumes_a_session_the_real_cli_made(
+    service: Claudomator, mock: MockAnthropic
+) -> None:
+    claude = {"permission_mode": "acceptEdits", "allowed_tools": ["Bash"], "max_turns": 1}
+    task = run(service, spec(claude=claude, retry={"max_attempts": 2, "backoff": 0}))
+    assert task["state"] == "COMPLETED", task["reason"]
+    first, second = sorted(task["executions"], key=lambda ex: ex["id"])
+    assert first["state"] == "FAILED" and "error_max_turns" in first["reason"]
+    assert second["resumed_from"] == first["id"] and second["reason"] == ""
+    assert second["cost_usd"] == result_line(second)["total_cost_usd"] > 0
+    assert task["cost_usd"] == pytest.approx(first["cost_usd"] + second["cost_usd"])
+    assert "Carry on" in main_prompts(mock)[-1]  # the session went on, told to carry on

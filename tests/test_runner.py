@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from claudomator.command import EXECUTION_ENV, build_argv, build_env
+from claudomator.command import EXECUTION_ENV, Invocation, build_argv, build_env
 from claudomator.config import Config, load_config
 from claudomator.records import Event, TaskDetail
 from claudomator.run import Run
@@ -48,7 +48,8 @@ CONFIG = Config(data_dir=load_config(home=Path("/nonexistent"), env={}).data_dir
     ],
 )
 def test_build_argv(claude: dict[str, Any], expected_tail: list[str]) -> None:
-    argv = build_argv(spec(claude=claude), CONFIG, "/bin/claude", "SID")
+    task = spec(claude=claude)
+    argv = build_argv(task, CONFIG, "/bin/claude", Invocation.fresh(task, "SID"))
     head = ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "sonnet",
             "--permission-mode", "default", "--session-id=SID"]  # fmt: skip
     assert argv == head + expected_tail
@@ -56,8 +57,25 @@ def test_build_argv(claude: dict[str, Any], expected_tail: list[str]) -> None:
 
 
 def test_build_argv_model_and_permission_mode() -> None:
-    argv = build_argv(spec(claude={"model": "opus", "permission_mode": "plan"}), CONFIG, "c", "S")
+    task = spec(claude={"model": "opus", "permission_mode": "plan"})
+    argv = build_argv(task, CONFIG, "c", Invocation.fresh(task))
     assert argv[5:9] == ["--model", "opus", "--permission-mode", "plan"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected_tail"),
+    [
+        (Invocation("go on", "S1", resume=True), ["--resume=S1"]),
+        (Invocation("go on", "S1", resume=True, budget_usd=0.25), ["--resume=S1", "--max-budget-usd", "0.2500"]),
+        (Invocation("again", "S2", budget_usd=None), ["--session-id=S2"]),
+        (Invocation("left", "S3", budget_usd=0.123456), ["--session-id=S3", "--max-budget-usd", "0.1234"]),
+    ],
+)  # fmt: skip
+def test_build_argv_resume_and_budget_left(asked: Invocation, expected_tail: list[str]) -> None:
+    # a resume names its session by the equals form (the value is optional), never with
+    # --session-id; the budget is what the invocation may spend, not the task's whole limit
+    argv = build_argv(spec(claude={"max_budget_usd": 5.0}), CONFIG, "c", asked)
+    assert argv[9:] == expected_tail
 
 
 def test_build_env_inherits_strips_claudecode_and_task_wins() -> None:
@@ -316,7 +334,7 @@ def test_secrets_never_reach_reasons_or_the_database(
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("FAKE_CLAUDE_MESSAGE", f"bad key {secret}")  # claude prints it on stderr
     # as if claudomator had started with this environment
-    service.lifecycle.runner = Runner(service.config)
+    service.lifecycle.rounds.runner = Runner(service.config)
     (task,) = run(
         service,
         spec(

@@ -132,7 +132,7 @@ def test_cancel_racing_finish_yields_one_final_state(
     store: Store, reader: Reader, tmp_path: Path
 ) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    [(eid, ev, _)] = store.start(1, time.time(), tmp_path)
+    [(eid, ev, *_)] = store.start(1, time.time(), tmp_path)
     assert ev["type"] == "task.started" and ev["attempts"] == 1
     cancelled = store.transition(tid, State.CANCELLED, expect=[State.RUNNING], reason="cancelled")
     assert cancelled is not None
@@ -149,7 +149,7 @@ def test_cancel_racing_finish_yields_one_final_state(
 
 def test_finish_then_retry_in_one_transaction(store: Store, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    [(eid, _, _)] = store.start(1, time.time(), tmp_path)
+    [(eid, *_)] = store.start(1, time.time(), tmp_path)
     events = store.finish_execution(
         eid,
         tid,
@@ -216,7 +216,7 @@ def test_reader_lists_filters_and_masks(store: Store, reader: Reader) -> None:
 
 def test_reader_reads_executions_and_spend(store: Store, reader: Reader, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task()])
-    [(eid, _, _)] = store.start(1, time.time(), tmp_path, owner_host="h", owner_pid=7)
+    [(eid, *_)] = store.start(1, time.time(), tmp_path, owner_host="h", owner_pid=7)
     assert [r["execution_id"] for r in reader.running()] == [eid]
     store.request_cancel(tid)
     assert store.cancel_requested([tid]) == [tid]
@@ -294,7 +294,7 @@ for i in range(int(sys.argv[2])):
     s.add_tasks([NewTask(name=f'w{i}', spec_json='{}', priority='normal', priority_rank=1,
         tags=[], depends_on=[], retry_json='{}', source='t', source_path='')])
     # another process's task, maybe: a claim takes the oldest queued one
-    for execution_id, event, _ in s.start(1, time.time(), __import__('pathlib').Path(sys.argv[3])):
+    for execution_id, event, *_ in s.start(1, time.time(), __import__('pathlib').Path(sys.argv[3])):
         s.finish_execution(execution_id, event['task_id'], state=State.COMPLETED, reason='')
 """
 
@@ -374,14 +374,14 @@ def test_unreachable_postgresql_is_a_store_error_without_the_password() -> None:
 
 def test_state_change_events_carry_the_tasks_cost_so_far(store: Store, tmp_path: Path) -> None:
     (tid,), _ = store.add_tasks([new_task(retry_json='{"max_attempts": 2, "backoff": "0s"}')])
-    eid, started, _ = store.start(1, time.time(), tmp_path)[0]
+    eid, started, *_ = store.start(1, time.time(), tmp_path)[0]
     assert started["cost_usd"] == 0.0
     retried = store.finish_execution(
         eid, tid, state=State.FAILED, reason="x", end=ExecutionEnd(cost_usd=0.25),
         then=(State.QUEUED, "retry", {}),
     )  # fmt: skip
     assert [(e["state"], e["cost_usd"]) for e in retried] == [("FAILED", 0.25), ("QUEUED", 0.25)]
-    eid2, again, _ = store.start(1, time.time(), tmp_path)[0]
+    eid2, again, *_ = store.start(1, time.time(), tmp_path)[0]
     assert (again["attempts"], again["cost_usd"]) == (2, 0.25)
     [done] = store.finish_execution(
         eid2, tid, state=State.COMPLETED, reason="", end=ExecutionEnd(cost_usd=0.5)

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claudomator.outcome import REASON_MAX, Ending, decide
+from claudomator.outcome import REASON_MAX, Ending, decide, with_denials
 from claudomator.state import State
 from claudomator.stream import FAST_SKIP_BYTES, Progress, StreamState, feed
 from claudomator.transcript import render
+from claudomator.watchdog import Watch
 
 SAMPLE = Path(__file__).parent / "data" / "sample-stream.jsonl"
 SESSION = "1044c6d1-0182-4204-9764-ee1c4b119c8d"
@@ -240,7 +241,22 @@ DECIDE = [
     row("exit 0, nothing printed", end(exit_code=0), S.FAILED, "no result (exit 0)"),
     row("no exit code", end(exit_code=None), S.FAILED, "no result (no exit code)"),
     row("no result, rate limited", end(**REJECTED), S.FAILED, "no result (exit 1)", True),
-]
+    # the watchdogs: a stall is a timeout of its own kind; no start is a failure, with stderr
+    row(
+        "stalled",
+        end(OK, killed="stall", watch=Watch(startup_s=120, stall_s=600)),
+        S.TIMED_OUT,
+        "stalled: no output for 10m",
+    ),
+    row(
+        "no start, stderr said why",
+        end(killed="no_start", stderr="warn\nwaiting for keychain\n", watch=Watch(90, 600)),
+        S.FAILED,
+        "no start: no system/init line within 1m30s: waiting for keychain",
+    ),
+    row("no start, silent", end(killed="no_start", watch=Watch(2, 0)), S.FAILED,
+        "no start: no system/init line within 2s"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("ending", "state", "reason", "rate_limited", "status"), DECIDE)
@@ -254,6 +270,35 @@ def test_decide(
     assert outcome.rate_limited is rate_limited
     assert outcome.api_error_status == status
     assert outcome.resets_at == (ending.rate_limit_resets_at if rate_limited else None)
+
+
+def denial(tool: str, **given: str) -> dict[str, Any]:
+    return {"tool_name": tool, "tool_use_id": "toolu_01", "tool_input": given}
+
+
+WRITE = denial("Write", file_path="/w/NOTES.md", content="x")
+BASH = denial("Bash", command="rm -rf build", description="Clean")
+
+
+@pytest.mark.parametrize(
+    ("reason", "denials", "shown"),
+    [
+        ("", [], ""),
+        ("", None, ""),
+        ("", [WRITE], "permission denied: Write(/w/NOTES.md)"),
+        ("error_max_turns", [BASH], "error_max_turns; permission denied: Bash(rm -rf build)"),
+        ("", [WRITE, BASH, denial("WebFetch", url="http://x"), denial("Edit", file_path="a"),
+              denial("Glob")],
+         "permission denied: Write(/w/NOTES.md), Bash(rm -rf build), WebFetch(http://x) and 2 more"),
+        ("", [{"tool_input": "odd"}, "not a denial"], "permission denied: a tool"),
+        ("", [denial("Bash", command="x" * 100)], f"permission denied: Bash({'x' * 59}…)"),
+    ],
+)  # fmt: skip
+def test_with_denials_names_them_in_the_reason(
+    reason: str, denials: list[Any] | None, shown: str
+) -> None:
+    assert with_denials(reason, {"permission_denials": denials}) == shown
+    assert len(with_denials("x" * 400, {"permission_denials": [WRITE]})) <= REASON_MAX
 
 
 def test_decide_reasons_are_one_short_line() -> None:

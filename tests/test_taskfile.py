@@ -86,7 +86,7 @@ def test_task_file_every_field(tmp_path: Path) -> None:
     assert task.timeout == 900.0
     assert task.priority == "high"
     assert task.depends_on == ["build"]
-    assert task.retry == RetryPolicy(max_attempts=3, backoff=30.0, on_timeout=True)
+    assert task.retry == RetryPolicy(max_attempts=3, backoff=30.0, on_timeout=True, resume=True)
 
 
 def test_minimal_task_gets_defaults(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_merged_value_error_points_at_anchor(tmp_path: Path) -> None:
 # --- every error class, with line:column and field path -----------------------------------------
 
 TASK = "name: a\nclaude: {instructions: i}\n"
-KNOWN = "name, claude, timeout, priority, tags, depends_on, retry, workspace"
+KNOWN = "name, claude, timeout, priority, tags, depends_on, retry, stall_timeout, verify, workspace"
 MODES = "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
 TWO = "tasks:\n  - name: a\n    claude: {instructions: i}\n"
 
@@ -756,12 +756,15 @@ def test_full_example_sets_every_field() -> None:
     [task] = parse_file(EXAMPLES / "full.yaml", known_name=lambda name: True).tasks
     assert _unset(task) == set()
     assert _unset(task.claude) == set() and _unset(task.retry) == set()
+    assert task.verify is not None and _unset(task.verify) == set()
 
 
-def test_minimal_example_is_minimal() -> None:
+def test_minimal_example_is_minimal_and_may_write_its_file() -> None:
     [task] = parse_file(EXAMPLES / "minimal.yaml").tasks
     assert task.model_fields_set == {"name", "claude"}
-    assert task.claude.model_fields_set == {"instructions"}
+    assert task.claude.model_fields_set == {"instructions", "permission_mode", "working_dir"}
+    assert task.claude.permission_mode == "acceptEdits"  # else its write would be denied
+    assert task.claude.working_dir is not None and Path(task.claude.working_dir).is_dir()
 
 
 @pytest.mark.timeout(10)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from claudomator.shell import run_shell
 from claudomator.sources.gitplan import GitError
 from claudomator.workspace import WorkspaceRecord, branch_name
 from claudomator.worktree import (
@@ -28,7 +29,6 @@ from claudomator.worktree import (
     repo_root,
     size_on_disk,
 )
-from claudomator.worktree_setup import run_setup
 from tests.needs import needs
 
 pytestmark = needs(shutil.which("git"), "git is not installed")
@@ -233,7 +233,7 @@ def test_setup_runs_in_the_worktree_with_its_log(repo: Path, trees: Worktrees) -
     tree = attach(trees, repo)
     log = tree.path.parent.parent / "setup.log"
     command = "pwd; echo to-stderr >&2; mkdir node_modules; echo x > node_modules/dep"
-    result = run(run_setup(tree.path, command, log, timeout_s=30))
+    result = run(run_shell(tree.path, command, log, timeout_s=30))
     assert result.ok and result.exit_code == 0 and not result.timed_out
     lines = log.read_text().splitlines()
     assert lines[0] == f"$ {command}"
@@ -245,22 +245,21 @@ def test_setup_runs_in_the_worktree_with_its_log(repo: Path, trees: Worktrees) -
 
 
 def test_setup_failure_and_timeout(tmp_path: Path) -> None:
-    failed = run(run_setup(tmp_path, "echo broken; exit 3", tmp_path / "a.log", timeout_s=30))
+    failed = run(run_shell(tmp_path, "echo broken; exit 3", tmp_path / "a.log", timeout_s=30))
     assert not failed.ok and failed.exit_code == 3
-    assert failed.reason == "setup failed with exit code 3 (see a.log)"
+    assert failed.output(1000) == "broken\n" and failed.output(3) == "en\n"
     assert (tmp_path / "a.log").read_text().splitlines()[-2:] == ["broken", "# exit 3"]
     began = time.monotonic()
-    slow = run(run_setup(tmp_path, "sleep 30 & sleep 30", tmp_path / "b.log", timeout_s=0.5))
+    slow = run(run_shell(tmp_path, "sleep 30 & sleep 30", tmp_path / "b.log", timeout_s=0.5))
     assert time.monotonic() - began < 10
     assert slow.timed_out and slow.exit_code is None and not slow.ok
-    assert slow.reason == "setup timed out (see b.log)"
     assert (tmp_path / "b.log").read_text().splitlines()[-1] == "# timed out after 0.5s"
 
 
 def test_setup_sees_no_other_repository(tmp_path: Path, repo: Path) -> None:
     env = {**os.environ, "GIT_DIR": str(tmp_path / "elsewhere"), "SETUP_MARK": "yes"}
     command = 'echo "dir=${GIT_DIR:-none} mark=$SETUP_MARK"'
-    result = run(run_setup(repo, command, tmp_path / "s.log", timeout_s=30, env=env))
+    result = run(run_shell(repo, command, tmp_path / "s.log", timeout_s=30, env=env))
     assert result.ok
     assert "dir=none mark=yes" in (tmp_path / "s.log").read_text()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +33,14 @@ from claudomator.store.events import write_event
 from claudomator.store.nodes import UP, lease_expired
 from claudomator.store.schema import EXECUTIONS, NODES, TASKS
 from claudomator.store.tasks import CHANGED, PICK, Tasks, in_pick_order, task_event
-from claudomator.stored import Admission, ExecutionEnd, LiveExecution, Started, StartedTask
+from claudomator.stored import (
+    Admission,
+    ExecutionEnd,
+    LiveExecution,
+    PreviousExecution,
+    Started,
+    StartedTask,
+)
 from claudomator.workspace import WAITING
 
 ADMIT_PAGE = 8  # an admission reads the queue n + this many at first, then four times more
@@ -144,13 +152,25 @@ class Executions(Tasks):
 
     @staticmethod
     def _started(
-        conn: Connection, row: StartedTask, executions_dir: Path, values: dict[str, Any]
+        conn: Connection,
+        row: StartedTask,
+        executions_dir: Path,
+        values: dict[str, Any],
+        reason: str | None = None,
     ) -> Started:
         """The execution row of a task just started (`row`: its columns as updated), and its
-        `task.started` event."""
+        `task.started` event; or, for a verify round (`reason`: why it runs), the round's
+        `execution.round` event."""
         execution_id = new_id()
+        # claude's session, chosen here so that a crash cannot lose it: a retry resumes it
+        session_id = values.get("session_id") or str(uuid.uuid4())
         node = values.get("owner_node", "")
-        event = task_event(conn, State.RUNNING, row["id"], row, "", {}, execution_id, node)
+        if reason is None:
+            event = task_event(conn, State.RUNNING, row["id"], row, "", {}, execution_id, node)
+        else:
+            event = write_event(conn, "execution.round", row["id"], execution_id, name=row["name"],
+                                round=values["round"], resumed_from=values["resumed_from"],
+                                reason=reason, node=node)  # fmt: skip
         logs = execution_logs(executions_dir, execution_id)
         conn.execute(
             _INSERT_EXECUTION,
@@ -163,9 +183,10 @@ class Executions(Tasks):
                 "stdout_path": str(logs.stdout),
                 "stderr_path": str(logs.stderr),
                 **values,
+                "session_id": session_id,
             },
         )
-        return Started(execution_id, event, row)
+        return Started(execution_id, event, row, session_id)
 
     def workspaces_of(self, task_ids: Sequence[str] | None) -> dict[str, str]:
         """The workspace record (JSON) of each task's latest execution that has one (of every
@@ -188,6 +209,59 @@ class Executions(Tasks):
                 )
             ).all()
         return {row.task_id: row.workspace_json for row in rows}
+
+    def previous_execution(self, task_id: str, execution_id: str) -> PreviousExecution | None:
+        """The task's execution before `execution_id`: what a retry may resume."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_PREVIOUS, {"p_task": task_id, "p_id": execution_id}).first()
+            return cast(PreviousExecution, dict(row._mapping)) if row is not None else None
+
+    def resuming(self, execution_id: str, session_id: str, resumed_from: str) -> None:
+        """A running execution resumes `session_id` (of execution `resumed_from`; "": it began a
+        fresh session `session_id` after all): kept at once, so that a crash cannot lose it."""
+        with self.begin() as conn:
+            conn.execute(
+                _RESUMING,
+                {"p_id": execution_id, "p_session": session_id, "p_from": resumed_from},
+            )
+
+    def next_round(
+        self,
+        execution_id: str,
+        task_id: str,
+        *,
+        state: State,
+        reason: str,
+        end: ExecutionEnd,
+        progress: Sequence[tuple[str, str, str, dict[str, Any]]],
+        executions_dir: Path,
+        task_reason: str,
+        **values: Any,
+    ) -> tuple[list[Event], Started] | None:
+        """Record how a verify round's execution ended and start the next round's, its task
+        RUNNING throughout with `task_reason`, in one transaction: its last progress events and
+        the new execution. None when the execution was already final (this node was found
+        lost): the task is another's now."""
+        with self.begin() as conn:
+            finished = conn.execute(
+                _FINISH_EXECUTION,
+                {
+                    "p_id": execution_id,
+                    "state": state.value,
+                    "reason": reason,
+                    "finished_at": time.time(),
+                    **end.columns(),
+                },
+            )
+            if finished.rowcount != 1:
+                return None
+            events = [write_event(conn, t, task, ex, **data) for t, task, ex, data in progress]
+            params = {"p_id": task_id, "p_reason": task_reason, "p_now": time.time()}
+            row = conn.execute(_STILL_RUNNING, params).first()
+            if row is None:
+                return None
+            task = cast(StartedTask, {"id": task_id, **row._mapping})
+            return events, self._started(conn, task, executions_dir, values, task_reason)
 
     def latest_execution_id(self, task_id: str) -> str | None:
         with self.engine.connect() as conn:
@@ -338,6 +412,30 @@ _SET_REASON = (
     update(TASKS)
     .where(TASKS.c.id == bindparam("p_id"), TASKS.c.state == State.QUEUED.value)
     .values(reason=bindparam("p_reason"))
+)
+_PREVIOUS = (
+    select(
+        EXECUTIONS.c.id,
+        EXECUTIONS.c.state,
+        EXECUTIONS.c.reason,
+        EXECUTIONS.c.session_id,
+        EXECUTIONS.c.owner_host,
+    )
+    .where(EXECUTIONS.c.task_id == bindparam("p_task"), EXECUTIONS.c.id < bindparam("p_id"))
+    .order_by(EXECUTIONS.c.id.desc())
+    .limit(1)
+)
+_RESUMING = (
+    update(EXECUTIONS)
+    .where(EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value)
+    .values(session_id=bindparam("p_session"), resumed_from=bindparam("p_from"))
+)
+# a task between two verify rounds: RUNNING still, its reason saying why another round runs
+_STILL_RUNNING = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("p_id"), TASKS.c.state == State.RUNNING.value)
+    .values(reason=bindparam("p_reason"), updated_at=bindparam("p_now"))
+    .returning(*_STARTED)
 )
 _FINISH_EXECUTION = update(EXECUTIONS).where(
     EXECUTIONS.c.id == bindparam("p_id"), EXECUTIONS.c.state == State.RUNNING.value

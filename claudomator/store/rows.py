@@ -27,7 +27,8 @@ EXECUTION_COLUMNS = (
     "id, task_id, attempt, state, reason, started_at, finished_at, exit_code, cost_usd, "
     "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, model_usage_json, "
     "session_id, num_turns, duration_ms, cli_version, model, result_text, errors_json, "
-    "permission_denials_json, api_error_status, workspace_json, stdout_path, stderr_path, "
+    "permission_denials_json, api_error_status, workspace_json, round, resumed_from, "
+    "verify_json, stdout_path, stderr_path, "
     "owner_host, owner_pid, owner_node, cancel_requested"
 )
 
@@ -101,6 +102,9 @@ def execution_json(row: RowLike) -> Execution:
         "permission_denials": json.loads(row["permission_denials_json"]),
         "api_error_status": row["api_error_status"],
         "workspace": json.loads(row["workspace_json"]) if row["workspace_json"] else None,
+        "round": row["round"],
+        "resumed_from": row["resumed_from"] or None,
+        "verify": json.loads(row["verify_json"]) if row["verify_json"] else None,
         "stdout_path": row["stdout_path"],
         "stderr_path": row["stderr_path"],
         "owner": {"host": row["owner_host"], "pid": row["owner_pid"], "node": row["owner_node"]},

@@ -76,6 +76,11 @@ class ExecutionRow(SQLModel, table=True):
     permission_denials_json: str = "[]"
     api_error_status: int | None = None
     workspace_json: str = ""  # where it ran: `workspace.WorkspaceRecord` as JSON ("" before 4)
+    # a verify round (0: the first execution of an attempt) and the execution whose claude
+    # session it resumed ("": a fresh session); what the verify commands said (JSON, "": none)
+    round: int = 0
+    resumed_from: str = ""
+    verify_json: str = ""
     stdout_path: str = ""
     stderr_path: str = ""
     # who owns it: a dispatcher finding a RUNNING execution whose owner is gone marks it FAILED
@@ -199,6 +204,11 @@ MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
     ],
     3: ["ALTER TABLE files ADD COLUMN fingerprint VARCHAR NOT NULL DEFAULT ''"],
     4: ["ALTER TABLE executions ADD COLUMN workspace_json VARCHAR NOT NULL DEFAULT ''"],
+    5: [
+        "ALTER TABLE executions ADD COLUMN round INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE executions ADD COLUMN resumed_from VARCHAR NOT NULL DEFAULT ''",
+        "ALTER TABLE executions ADD COLUMN verify_json VARCHAR NOT NULL DEFAULT ''",
+    ],
 }
 
 TASKS: Table = SQLModel.metadata.tables[TaskRow.__tablename__]

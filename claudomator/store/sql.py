@@ -14,7 +14,7 @@ from claudomator.stored import PoolState
 
 # The schema `store.schema` declares: its MIGRATIONS bring any older database to it; the reader
 # reads this one (a database older than it is migrated first, see `Reader.outdated`).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # rows of the `meta` table (key, value)
 STORED_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"

@@ -90,6 +90,7 @@ class Campaign:
             "CLAUDOMATOR_INTAKE_SWEEP_INTERVAL": "1s",
             "CLAUDOMATOR_LOG_FORMAT": "json",
             "FAKE_CLAUDE_RECORD": str(self.record),
+            "CLAUDE_CONFIG_DIR": str(self.root / "claude-config"),  # sessions a round resumes
         }
         if self.nodes > 1:
             env |= {"CLAUDOMATOR_DATABASE_URL": self.database_url, **LEASE}

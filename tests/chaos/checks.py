@@ -3,6 +3,7 @@ what violates them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from claudomator.state import valid_transition
 from tests.chaos.campaign import Campaign
+from tests.chaos.drops import PlannedTask
 from tests.chaos.facts import FINAL, Facts, implied_folder
 
 INVARIANTS = {
@@ -211,25 +213,32 @@ def check_attempts(c: Campaign, facts: Facts) -> list[str]:
     for drop in c.drops:
         for row in facts.rows_of(drop):
             for plan in drop.tasks:
-                planned[(row["id"], plan.name)] = plan.max_attempts
+                planned[(row["id"], plan.name)] = plan
     for t in facts.tasks.values():
         executions = facts.executions_of(t["id"])
-        counted = [e for e in executions if "rate limit" not in e["reason"]]
-        allowed = planned.get((t["file_id"], t["name"]), 1)
-        if len(counted) > allowed:
+        firsts = [e for e in executions if e["round"] == 0]  # an attempt's first execution
+        counted = [e for e in firsts if "rate limit" not in e["reason"]]
+        plan = planned.get((t["file_id"], t["name"]), PlannedTask(t["name"], 1))
+        label = f"task {t['name']} ({t['id']})"
+        if len(counted) > plan.max_attempts:
             states = [(e["state"], e["reason"]) for e in executions]
+            found.append(f"{label}: {len(counted)} attempts of {plan.max_attempts}: {states}")
+        if t["attempts"] != len(firsts) - t["requeues"]:
             found.append(
-                f"task {t['name']} ({t['id']}): {len(counted)} executions of {allowed}: {states}"
+                f"{label}: attempts {t['attempts']}, but {len(firsts)} first executions and "
+                f"{t['requeues']} requeues"
             )
-        if t["attempts"] != len(executions) - t["requeues"]:
-            found.append(
-                f"task {t['name']} ({t['id']}): attempts {t['attempts']}, but {len(executions)} "
-                f"executions and {t['requeues']} requeues"
-            )
-        if [e["attempt"] for e in executions] != list(range(1, len(executions) + 1)):
-            found.append(
-                f"task {t['name']} ({t['id']}): attempts numbered {[e['attempt'] for e in executions]}"
-            )
+        if [e["attempt"] for e in firsts] != list(range(1, len(firsts) + 1)):
+            found.append(f"{label}: attempts numbered {[e['attempt'] for e in firsts]}")
+        for before, e in itertools.pairwise(executions):
+            if e["round"] and (e["round"], e["attempt"], e["resumed_from"]) != (
+                before["round"] + 1,
+                before["attempt"],
+                before["id"],
+            ):
+                found.append(f"{label}: round {e['round']} does not follow its round before")
+        if any(e["round"] > plan.rounds for e in executions):
+            found.append(f"{label}: rounds {[e['round'] for e in executions]} of {plan.rounds}")
     return found
 
 
@@ -283,14 +292,21 @@ def check_events(c: Campaign, facts: Facts) -> list[str]:
     found = []
     for t in facts.tasks.values():
         events = facts.events.get(t["id"], [])
-        if problem := event_path_problem(events, t["state"]):
+        states = [e for e in events if e[0].startswith("task.")]
+        if problem := event_path_problem(states, t["state"]):
             found.append(f"task {t['name']} ({t['id']}): {problem}")
-        started = sorted(e for type_, _, e in events if type_ == "task.started")
-        if started != [e["id"] for e in facts.executions_of(t["id"])]:
-            found.append(
-                f"task {t['name']} ({t['id']}): task.started events {started} do not "
-                "name its executions one each"
-            )
+        # an attempt's first execution is announced by task.started, a verify round's by
+        # execution.round
+        for type_, round0 in (("task.started", True), ("execution.round", False)):
+            named = sorted(e for kind, _, e in events if kind == type_)
+            executions = [
+                e["id"] for e in facts.executions_of(t["id"]) if (e["round"] == 0) is round0
+            ]
+            if named != executions:
+                found.append(
+                    f"task {t['name']} ({t['id']}): {type_} events {named} do not name its "
+                    f"executions {executions} one each"
+                )
     return found
 
 
@@ -300,7 +316,8 @@ def check_spawns(c: Campaign, facts: Facts) -> list[str]:
     most once, only executions the store knows were, and one that never was must have been
     RUNNING when its serve was killed or stalled (claimed, then cut before the spawn)."""
     found = []
-    spawned = Counter([e for _, e in c.records.scan().values()] + c.unrecorded)
+    recorded = [e for _, e in c.records.scan().values() if e]  # "": a resume claude refused
+    spawned = Counter(recorded + c.unrecorded)
     for execution_id, n in spawned.items():
         if n > 1:
             found.append(f"execution {execution_id}: claude started {n} times")

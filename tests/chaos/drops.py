@@ -1,5 +1,5 @@
-"""What a campaign drops into the inboxes: random task files (plain, retried, failing, batches
-with a dependency, invalid) and what claudomator must make of each."""
+"""What a campaign drops into the inboxes: random task files (plain, verified in rounds, retried,
+failing, batches with a dependency, invalid) and what claudomator must make of each."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 class PlannedTask:
     name: str
     max_attempts: int  # 1 without a retry policy
+    rounds: int = 0  # verify rounds an attempt may add
 
 
 @dataclass
@@ -33,14 +34,25 @@ FOLDERS = 8  # the working folders tasks are spread over (tasks on one folder ru
 
 
 def _one(
-    name: str, scenario: str, retry: bool, depends_on: str = "", *, where: str, **params: Any
+    name: str,
+    scenario: str,
+    retry: bool,
+    depends_on: str = "",
+    *,
+    where: str,
+    verified: bool = False,
+    **params: Any,
 ) -> str:
     lines = [f"name: {name}"]
     if depends_on:
         lines.append(f"depends_on: [{depends_on}]")
     if retry:
         lines.append('retry: {max_attempts: 2, backoff: "1s"}')
-    lines += ["claude:", f'  working_dir: "{where}"', "  instructions: |"]
+    lines += ["claude:", f'  working_dir: "{where}"']
+    if verified:  # the check fails until claude, resumed, writes the file it looks for
+        lines.insert(1, f'verify: {{commands: "test -f verified-{name}", rounds: 1}}')
+        lines.append(f'  env: {{FAKE_CLAUDE_RESUME_EDIT: "verified-{name}=ok"}}')
+    lines.append("  instructions: |")
     lines.append(f"    fake-scenario: {scenario}")
     lines += [f"    fake-{k}: {v}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
@@ -71,9 +83,12 @@ def make_drop(rng: random.Random, number: int, node: int, round_: int, work: Pat
 
     roll = rng.random()
     tasks: tuple[PlannedTask, ...]
-    if roll < 0.30:
+    if roll < 0.22:
         kind, text = "plain", _task(stem, "sleep", False, **sleep())
         tasks = (PlannedTask(stem, 1),)
+    elif roll < 0.30:
+        kind, text = "verified", _task(stem, "sleep", False, verified=True, **sleep())
+        tasks = (PlannedTask(stem, 1, rounds=1),)
     elif roll < 0.45:
         kind, text = "retry", _task(stem, "sleep", True, **sleep())
         tasks = (PlannedTask(stem, 2),)

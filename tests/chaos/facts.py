@@ -37,13 +37,14 @@ class Facts:
             "SELECT {} FROM tasks", "id, name, state, reason, attempts, requeues, file_id"
         )
         executions = table(
-            "SELECT {} FROM executions", "id, task_id, state, reason, owner_pid, attempt"
+            "SELECT {} FROM executions",
+            "id, task_id, state, reason, owner_pid, attempt, round, resumed_from",
         )
         files = table("SELECT {} FROM files", "id, node, source, rel_path, folder, name, error")
         events: dict[str, list[tuple[str, str, str]]] = {}
         for _, type_, task_id, execution_id, data in db.rows(
             "SELECT id, type, task_id, execution_id, data_json FROM events "
-            "WHERE type LIKE 'task.%' ORDER BY id"
+            "WHERE type LIKE 'task.%' OR type = 'execution.round' ORDER BY id"
         ):
             state = json.loads(data).get("state", "")
             events.setdefault(task_id, []).append((type_, state, execution_id))

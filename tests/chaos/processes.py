@@ -65,9 +65,18 @@ class Records:
         self._seen: dict[str, tuple[int, str]] = {}
 
     def scan(self) -> dict[str, tuple[int, str]]:
+        """pid and execution id of each claude run recorded; a --resume that claude refused (no
+        such session: the execution then runs a fresh claude) did no work and is left out."""
+        found = {}
         for path in self.folder.glob("*.json"):
             if path.name not in self._seen:
                 with contextlib.suppress(OSError, ValueError, KeyError):
                     data = json.loads(path.read_text())
-                    self._seen[path.name] = (int(data["pid"]), data["env"].get(EXECUTION_ENV, ""))
-        return self._seen
+                    pending = ".resumed." in path.name and not data["began"]
+                    refused = pending and data.get("exit_code") == 1
+                    execution = "" if refused else data["env"].get(EXECUTION_ENV, "")
+                    if pending and "exit_code" not in data:  # refused or not: read it again
+                        found[path.name] = (int(data["pid"]), execution)
+                    else:
+                        self._seen[path.name] = (int(data["pid"]), execution)
+        return {**self._seen, **found}
