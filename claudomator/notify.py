@@ -7,7 +7,8 @@ given up and logged. A failure that will be retried automatically is not notifie
 is. URLs are logged without their path (chat webhooks keep their secret there); secrets never.
 
 A task's notification says which execution ended and, when it ran in a worktree, the branch and
-the head commit it left (`workspace_of` reads them from the execution's record: the event that
+the head commit it left, what its verify commands said and the permissions claude was denied
+(`execution_of` reads them from the execution's record, once per notification: the event that
 the record was committed with is published only after the commit).
 """
 
@@ -39,8 +40,8 @@ log = structlog.get_logger("claudomator.notify")
 SIGNATURE_HEADER = "X-Claudomator-Signature"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 Budget = Callable[[], tuple[float, float]]  # (spent today, daily budget; 0 = none)
-# an execution id -> its record's `workspace` (None: none recorded)
-WorkspaceOf = Callable[[str], Mapping[str, Any] | None]
+# an execution id -> its record (`records.Execution`; None: none recorded)
+ExecutionOf = Callable[[str], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,19 @@ def ends_task(event: Event, later: Sequence[Event] = ()) -> bool:
 
 
 def task_notification(
-    event: Event, later: Sequence[Event] = (), workspace: Mapping[str, Any] | None = None
+    event: Event, later: Sequence[Event] = (), execution: Mapping[str, Any] | None = None
 ) -> Notification | None:
     """A `task.finished` event as a notification (unless `ends_task` says it is no end), with
-    the branch and head of the ended execution's `workspace` (null when it has none)."""
+    the branch and head of the ended execution's `workspace` (null when it has none), its
+    `verify` (null when none ran) and its `permission_denials` (claude's, as it reported them)."""
     if not ends_task(event, later):
         return None
     task_id = event.get("task_id")
     state, name, reason = event.get("state", ""), event.get("name", ""), event.get("reason") or ""
-    branch = (workspace or {}).get("branch") or None
-    head = (workspace or {}).get("head") or None
+    ended = execution or {}
+    workspace = ended.get("workspace") or {}
+    branch = workspace.get("branch") or None
+    head = workspace.get("head") or None
     text = f"claudomator: task {name!r} ({task_id}) {state}" + (f": {reason}" if reason else "")
     if branch:
         text += f" (branch {branch}" + (f" at {head[:12]})" if head else ")")
@@ -95,6 +99,8 @@ def task_notification(
             "execution_id": event.get("execution_id") or None,
             "branch": branch,
             "head": head,
+            "verify": ended.get("verify"),
+            "permission_denials": list(ended.get("permission_denials") or []),
             "text": text,
         },
     )
@@ -148,7 +154,7 @@ class Notifier:
         targets: Sequence[NotifyTarget],
         *,
         budget: Budget | None = None,
-        workspace_of: WorkspaceOf | None = None,
+        execution_of: ExecutionOf | None = None,
         attempts: int = 5,
         backoff_s: float = 1.0,
         timeout_s: float = 10.0,
@@ -156,7 +162,7 @@ class Notifier:
     ) -> None:
         self.targets = list(targets)
         self.budget = budget
-        self.workspace_of = workspace_of
+        self.execution_of = execution_of
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
@@ -173,8 +179,8 @@ class Notifier:
         for i, event in enumerate(batch):
             later = batch[i + 1 :]
             if ends_task(event, later):
-                workspace = self._workspace(event.get("execution_id") or "")
-                if (note := task_notification(event, later, workspace)) is not None:
+                execution = self._execution(event.get("execution_id") or "")
+                if (note := task_notification(event, later, execution)) is not None:
                     out.append(note)
             if event.get("type") == "pool.changed":
                 if (note := rate_limit_notification(event, self._limited_until, now)) is not None:
@@ -189,15 +195,15 @@ class Notifier:
                     out.append(budget_notification(spent, budget, now))
         return out
 
-    def _workspace(self, execution_id: str) -> Mapping[str, Any] | None:
-        """The ended execution's workspace, if it can be read: a notification without its
-        branch beats none at all."""
-        if self.workspace_of is None or not execution_id:
+    def _execution(self, execution_id: str) -> Mapping[str, Any] | None:
+        """The ended execution's record (one read), if it can be read: a notification without
+        its branch, verify and denials beats none at all."""
+        if self.execution_of is None or not execution_id:
             return None
         try:
-            return self.workspace_of(execution_id)
+            return self.execution_of(execution_id)
         except Exception as e:
-            log.warning("notify.workspace_unread", execution_id=execution_id, error=repr(e))
+            log.warning("notify.execution_unread", execution_id=execution_id, error=repr(e))
             return None
 
     def offer(self, note: Notification) -> None:

@@ -64,7 +64,7 @@ def _notifier(service: Claudomator) -> Notifier | None:
     return Notifier(
         config.notify,
         budget=lambda: (service.reader.cost_since(start_of_today()), config.daily_budget_usd),
-        workspace_of=lambda execution_id: service.execution(execution_id)["workspace"],
+        execution_of=service.execution,
     )
 
 

@@ -3,11 +3,13 @@ configures it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from claudomator.config import load_config
 from claudomator.service import Claudomator
+from claudomator.state import FINAL_STATES
 
 
 def make_service(
@@ -20,3 +22,18 @@ def make_service(
     names), the environment `env` (else this process's), then `flags` by key name. It is its own
     context manager: `with make_service(...) as service:` closes it at the end."""
     return Claudomator(load_config(home, env=env, flags=flags))
+
+
+def run_pool(service: Claudomator, task_ids: Sequence[str], timeout_s: float = 60) -> None:
+    """Execute tasks as `serve` does (its pool, starting any queued task, whoever submitted it)
+    until each of `task_ids` is final."""
+
+    def done() -> bool:
+        return all(
+            t["state"] in FINAL_STATES for t in service.tasks(ids=list(task_ids), limit=None)
+        )
+
+    service.node.join("serve")
+    lifecycle = service.lifecycle
+    running = service.pool.run(lifecycle.start, lifecycle.execute, done, 0.05)
+    asyncio.run(asyncio.wait_for(running, timeout_s))

@@ -23,6 +23,21 @@ def task_data(name: str, instructions: str = "do it", **fields: Any) -> dict[str
     return {"name": name, **fields, "claude": claude}
 
 
+CHECKED = ["true", "test -f FIXED"]  # the verify commands of `checked_task`
+
+
+def checked_task(name: str, sessions: object, **fields: Any) -> dict[str, Any]:
+    """A task (fields as for `task_data`) whose verify fails in round 0 and passes in round 1:
+    the fake claude, resumed in its session (kept in the folder `sessions`), writes the file
+    checked for. In the default permission mode its Bash write is denied in each round. So both
+    executions have a `verify` and `permission_denials`, the second `round` 1 and `resumed_from`
+    the first. Give each run its own `claude.working_dir`: FIXED stays there."""
+    claude = dict(fields.pop("claude", {}))
+    env = {"FAKE_CLAUDE_RESUME_EDIT": "FIXED=ok", "CLAUDE_CONFIG_DIR": str(sessions)}
+    claude["env"] = {**claude.get("env", {}), **env}
+    return task_data(name, "do it", claude=claude, verify={"commands": CHECKED}, **fields)
+
+
 def task_yaml(name: str, instructions: str = "do it", **fields: Any) -> str:
     """A task file asking for one task (fields as for `task_data`)."""
     return dump(task_data(name, instructions, **fields))

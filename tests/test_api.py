@@ -15,11 +15,13 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from claudomator.api.shapes import PermissionDenial, Verify, VerifyCommand
 from claudomator.cli import cli
 from claudomator.state import State
 from claudomator.store.db import Store
+from claudomator.verification import Check, Verification
 from tests.apiserver import LiveServer
-from tests.taskfiles import batch_yaml, task_data
+from tests.taskfiles import CHECKED, batch_yaml, checked_task, task_data
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -274,6 +276,43 @@ def test_execution_and_its_log(client: httpx.Client) -> None:
     assert beyond["lines"] == [] and beyond["eof"]
 
 
+def test_an_execution_says_its_round_verify_and_denials(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    body = checked_task("checked", tmp_path / "sessions", claude={"working_dir": str(work)})
+    task = client.post("/api/tasks", params={"run": "true"}, json=body).json()
+    done = wait_state(client, task["id"], {"COMPLETED", "FAILED"})
+    assert done["state"] == "COMPLETED", done["reason"]
+    first, second = (
+        client.get(f"/api/executions/{ex['id']}").json()
+        for ex in sorted(done["executions"], key=lambda ex: ex["id"])
+    )
+    assert sorted(done["executions"], key=lambda ex: ex["id"]) == [first, second]
+    assert (first["round"], first["resumed_from"]) == (0, None)
+    assert (second["round"], second["resumed_from"]) == (1, first["id"])
+    assert first["reason"].startswith("verify failed: test -f FIXED exited 1; permission denied: ")
+    for ex, codes in ((first, [0, 1]), (second, [0, 0])):
+        verify = ex["verify"]
+        assert set(verify) == set(Verify.__annotations__)
+        assert verify["passed"] is (codes == [0, 0])
+        assert [(c["command"], c["exit_code"]) for c in verify["commands"]] == list(
+            zip(CHECKED, codes, strict=True)
+        )
+        assert all(set(c) == set(VerifyCommand.__annotations__) for c in verify["commands"])
+        (denial,) = ex["permission_denials"]
+        assert set(denial) == set(PermissionDenial.__annotations__)
+        assert denial["tool_name"] == "Bash"
+
+
+def test_the_shapes_of_verify_are_what_verification_records() -> None:
+    check = Check("pytest -q", 1, 10)
+    recorded = Verification((check,), "/x/verify.log").to_json()
+    assert set(recorded) == set(Verify.__annotations__)
+    assert set(recorded["commands"][0]) == set(VerifyCommand.__annotations__)
+
+
 def test_no_secret_in_responses_or_logs(
     client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,6 +413,19 @@ def test_openapi_and_docs_page(client: httpx.Client) -> None:
     assert "TaskFileClaudeSpec" in schema["components"]["schemas"]
     assert "#/$defs/" not in json.dumps(schema)
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    components = schema["components"]["schemas"]
+    execution = components["Execution"]["properties"]
+    assert execution["verify"]["oneOf"][0] == {"$ref": "#/components/schemas/Verify"}
+    assert execution["permission_denials"]["items"] == {
+        "$ref": "#/components/schemas/PermissionDenial"
+    }
+    assert execution["round"]["type"] == "integer" and "description" in execution["resumed_from"]
+    verify = components["Verify"]["properties"]
+    assert verify["commands"]["items"] == {"$ref": "#/components/schemas/VerifyCommand"}
+    assert set(components["VerifyCommand"]["required"]) == set(VerifyCommand.__annotations__)
+    assert set(components["PermissionDenial"]["properties"]) == {
+        "tool_name", "tool_use_id", "tool_input"
+    }  # fmt: skip
     assert paths["/api/health"]["get"]["security"] == []
     docs = client.get("/api/schema")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]

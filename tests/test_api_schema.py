@@ -22,8 +22,11 @@ from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from claudomator.api.app import routes
+from claudomator.state import FINAL_STATES
 from claudomator.token import ensure_token
 from tests.apiserver import LiveServer
+from tests.poll import wait_for
+from tests.taskfiles import checked_task
 from tests.test_api_diff import changed_branch, diff_of, end_with_workspace
 
 EXAMPLES = 60
@@ -110,6 +113,45 @@ def test_an_execution_with_a_worktree_answers_as_documented(
         case.validate_response(response, checks=checks)
     shown = httpx.get(f"{server.url}/api/executions/{done.execution_id}", headers=auth).json()
     assert shown["workspace"]["branch"] and shown["workspace"]["diff_path"]
+
+
+@pytest.mark.timeout(60)
+def test_an_execution_with_verify_rounds_and_denials_answers_as_documented(
+    tmp_path: Path, fake_claude: Path
+) -> None:
+    """A real run (the pool, the fake claude): a verify round, a denied write in each; the
+    execution and its task checked against the schema's Verify and PermissionDenial."""
+    home = tmp_path / "data"
+    home.mkdir()
+    token = ensure_token(home)
+    work = tmp_path / "work"
+    work.mkdir()
+    auth = {"Authorization": f"Bearer {token}"}
+    with LiveServer(home, flags={"server.auth": True, "claude.binary": str(fake_claude)}) as server:
+        body = checked_task("checked", tmp_path / "sessions", claude={"working_dir": str(work)})
+        made = httpx.post(f"{server.url}/api/tasks?run=true", json=body, headers=auth).json()
+
+        def ended() -> dict[str, Any] | None:
+            task = httpx.get(f"{server.url}/api/tasks/{made['id']}", headers=auth).json()
+            return task if task["state"] in FINAL_STATES else None
+
+        task = wait_for(ended, 30)
+        assert task["state"] == "COMPLETED", task["reason"]
+        schema = schemathesis.openapi.from_url(
+            server.url + "/api/schema/openapi.json", headers=auth
+        )
+        checks = [not_a_server_error, content_type_conformance, response_schema_conformance]
+        asked = [("/api/tasks/{task_id}", {"task_id": made["id"]})] + [
+            ("/api/executions/{execution_id}", {"execution_id": ex["id"]})
+            for ex in task["executions"]
+        ]
+        for path, parameters in asked:
+            case = schema[path]["GET"].Case(path_parameters=parameters)
+            response = case.call(base_url=server.url, headers=auth, timeout=10)
+            assert response.status_code == 200, (path, response.text)
+            case.validate_response(response, checks=checks)
+    assert sorted(ex["round"] for ex in task["executions"]) == [0, 1]
+    assert all(ex["verify"] and ex["permission_denials"] for ex in task["executions"])
 
 
 @pytest.mark.timeout(60)

@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
 
+from claudomator.cli import render
 from claudomator.config import config_template
+from claudomator.records import Execution
 from tests.poll import wait_for
-from tests.taskfiles import batch_yaml, scenario, task_data, task_yaml
+from tests.taskfiles import batch_yaml, checked_task, dump, scenario, task_data, task_yaml
 
 
 def cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -272,6 +274,62 @@ def test_retry_by_hand(fake_claude: Path, work: Path, tmp_path: Path) -> None:
     out = cli("retry", "--json", t["id"])
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "QUEUED"
     assert cli("retry", t["id"]).returncode == 1  # QUEUED cannot be retried
+
+
+def test_status_shows_rounds_verify_and_permission_denials(
+    fake_claude: Path, work: Path, tmp_path: Path
+) -> None:
+    f = write(tmp_path / "f.yaml", dump(checked_task("checked", tmp_path / "sessions")))
+    out = cli("run", "--json", str(f))
+    assert out.returncode == 0, out.stderr
+    (task,) = json.loads(out.stdout)["tasks"]
+    detail = json.loads(cli("status", "--json", task["id"]).stdout)
+    first, second = sorted(detail["executions"], key=lambda ex: ex["id"])
+    shown = cli("status", task["id"])
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    denied = "    permission denied: Bash(printf '# Notes\\n' > NOTES.md && cat NOTES.md)"
+    at = lines.index(f"    log: {first['stdout_path']}")
+    ms = r"\d+ms"
+    assert lines[at + 1] == f"    verify: failed, log {first['verify']['log_path']}"
+    assert re.fullmatch(rf"      true: exit 0, {ms}", lines[at + 2]), lines[at + 2]
+    assert re.fullmatch(rf"      test -f FIXED: exit 1, {ms}", lines[at + 3]), lines[at + 3]
+    assert lines[at + 4] == denied
+    assert lines[at + 5].startswith(f"  execution {second['id']} #1 COMPLETED ")
+    assert lines[at + 6] == f"    log: {second['stdout_path']}"
+    assert lines[at + 7] == f"    round 1, resumed from {first['id']}"
+    assert lines[at + 8] == f"    verify: passed, log {second['verify']['log_path']}"
+    assert re.fullmatch(rf"      test -f FIXED: exit 0, {ms}", lines[at + 10]), lines[at + 10]
+    assert lines[at + 11 :] == [denied]
+    assert not any(line.startswith("    round 0") for line in lines)  # a first round says nothing
+
+
+def test_checks_that_timed_out_or_were_stopped_and_denials_of_every_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ex = cast(Execution, {
+        "round": 0, "resumed_from": "E0",
+        "verify": {"passed": False, "log_path": "/x/verify.log", "commands": [
+            {"command": "pytest -q", "exit_code": None, "duration_ms": 300000, "timed_out": True},
+            {"command": "make", "exit_code": None, "duration_ms": 1500, "timed_out": False},
+        ]},
+        "permission_denials": [
+            {"tool_name": "Write", "tool_input": {"file_path": "/x/NOTES.md", "content": "hi"}},
+            {"tool_name": "WebFetch", "tool_input": {"url": "https://example.com"}},
+            {"tool_name": "Task"},
+            "not an object",
+        ],
+    })  # fmt: skip
+    render.execution_checks(ex)
+    assert capsys.readouterr().out.splitlines() == [
+        "    resumed from E0",
+        "    verify: failed, log /x/verify.log",
+        "      pytest -q: timed out, 5m",
+        "      make: stopped, 2s",
+        "    permission denied: Write(/x/NOTES.md)",
+        "    permission denied: WebFetch(https://example.com)",
+        "    permission denied: Task",
+    ]
 
 
 def test_pause_resume_drain_show_in_status(home: Path) -> None:

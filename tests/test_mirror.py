@@ -22,8 +22,8 @@ from claudomator.records import Event, Execution, Task
 from claudomator.state import State
 from claudomator.workspace import WorkspaceRecord
 from tests.needs import needs
-from tests.services import make_service
-from tests.taskfiles import batch_yaml, task_data, task_yaml
+from tests.services import make_service, run_pool
+from tests.taskfiles import batch_yaml, checked_task, dump, task_data, task_yaml
 from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 
 BATCH = batch_yaml(task_data("a", "x"), task_data("b", "y", depends_on=["a"]))
@@ -295,3 +295,36 @@ def test_the_result_file_says_each_tasks_branch_and_head(node: Node, tmp_path: P
     assert (in_worktree["branch"], in_worktree["head"]) == (BRANCH, records[0].head)
     assert in_worktree["executions"][0]["workspace"] == records[0].to_json()
     assert (without["branch"], without["head"]) == (None, None)
+
+
+def test_the_result_file_has_each_executions_round_verify_and_denials(
+    fake_claude: Path, node: Node, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    task = checked_task("checked", tmp_path / "sessions", claude={"working_dir": str(work)})
+    node.drop("checked.yaml", dump(task))
+    (ran,) = node.tasks()
+    run_pool(node.service, [str(ran["id"])])
+    assert node.files()["done"] == ["checked.yaml", "checked.yaml.result.json"]
+    result = json.loads((node.root / "done/checked.yaml.result.json").read_text())
+    (told,) = result["tasks"]
+    assert told["state"] == "COMPLETED" and told["attempts"] == 1
+    first, second = told["executions"]
+    assert told["execution_ids"] == [first["id"], second["id"]]
+    assert (first["round"], first["resumed_from"]) == (0, None)
+    assert (second["round"], second["resumed_from"]) == (1, first["id"])
+    assert [(c["command"], c["exit_code"]) for c in first["verify"]["commands"]] == [
+        ("true", 0),
+        ("test -f FIXED", 1),
+    ]
+    assert first["verify"]["passed"] is False and second["verify"]["passed"] is True
+    assert all(c["timed_out"] is False for c in second["verify"]["commands"])
+    assert Path(second["verify"]["log_path"]).is_file()
+    for ex in (first, second):
+        (denial,) = ex["permission_denials"]
+        assert denial["tool_name"] == "Bash" and "NOTES.md" in denial["tool_input"]["command"]
+    # the very records the API hands out, nothing lost on the way to the file
+    assert told["executions"] == sorted(
+        node.service.task(told["id"])["executions"], key=lambda ex: ex["id"]
+    )

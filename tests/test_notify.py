@@ -27,12 +27,15 @@ from claudomator.notify import (
     signature,
     task_notification,
 )
-from claudomator.records import Event
+from claudomator.records import Event, Execution
 from claudomator.store.db import NewTask
+from claudomator.task import TaskSpec
+from claudomator.taskfile import ParsedFile
 from claudomator.workspace import WorkspaceRecord
 from tests.apiserver import Receiver
 from tests.needs import needs
-from tests.services import make_service
+from tests.services import make_service, run_pool
+from tests.taskfiles import checked_task
 from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 
 pytestmark = pytest.mark.timeout(30)
@@ -131,11 +134,32 @@ WORKTREE = {"mode": "worktree", "path": "/w", "branch": BRANCH, "head": HEAD, "n
 def test_a_task_notification_says_the_branch_and_head(
     workspace: dict[str, Any] | None, branch: str | None, head: str | None, text: str
 ) -> None:
-    found = task_notification({**FAILED, "execution_id": "E1"}, [], workspace)
+    found = task_notification({**FAILED, "execution_id": "E1"}, [], {"workspace": workspace})
     assert found is not None
     payload = found.payload
     assert (payload["execution_id"], payload["branch"], payload["head"]) == ("E1", branch, head)
     assert payload["text"].endswith(text)
+
+
+VERIFY = {"passed": False, "log_path": "/x/verify.log",
+          "commands": [{"command": "pytest -q", "exit_code": 1, "duration_ms": 9, "timed_out": False}]}  # fmt: skip
+DENIAL = {"tool_name": "Write", "tool_use_id": "toolu_1", "tool_input": {"file_path": "/x/a.md"}}
+
+
+@pytest.mark.parametrize(
+    ("execution", "verify", "denials"),
+    [
+        (None, None, []),  # none read
+        ({"workspace": None, "verify": None, "permission_denials": []}, None, []),
+        ({"workspace": None, "verify": VERIFY, "permission_denials": [DENIAL]}, VERIFY, [DENIAL]),
+    ],
+)
+def test_a_task_notification_says_what_verify_said_and_what_was_denied(
+    execution: dict[str, Any] | None, verify: dict[str, Any] | None, denials: list[Any]
+) -> None:
+    found = task_notification({**FAILED, "execution_id": "E1"}, [], execution)
+    assert found is not None
+    assert found.payload["verify"] == verify and found.payload["permission_denials"] == denials
 
 
 NOW = 1_700_000_000.0
@@ -315,12 +339,9 @@ def test_the_ended_executions_branch_and_head_reach_the_receiver(tmp_path: Path)
 
         done = end_with_workspace(service.store, executions, workspace)
 
-        def workspace_of(execution_id: str) -> dict[str, Any] | None:
-            return service.execution(execution_id)["workspace"]
-
         with Receiver() as receiver:
             target = NotifyTarget(receiver.url, ("COMPLETED",))
-            notifier = Notifier([target], workspace_of=workspace_of)
+            notifier = Notifier([target], execution_of=service.execution)
             [found] = notifier.decide(done.events, time.time())
             ok, _ = asyncio.run(deliver(target, found))
             [(_, body, _)] = receiver.wait(1)
@@ -330,20 +351,62 @@ def test_the_ended_executions_branch_and_head_reach_the_receiver(tmp_path: Path)
     assert (payload["branch"], payload["head"]) == (BRANCH, records[0].head)
 
 
-def test_a_workspace_that_cannot_be_read_leaves_the_notification_without_it() -> None:
+def test_an_execution_that_cannot_be_read_leaves_the_notification_without_it() -> None:
     def broken(execution_id: str) -> dict[str, Any] | None:
         raise OSError("database is gone")
 
-    notifier = Notifier([NotifyTarget("http://127.0.0.1:1/x")], workspace_of=broken)
+    notifier = Notifier([NotifyTarget("http://127.0.0.1:1/x")], execution_of=broken)
     with capture_logs() as logs:
         [found] = notifier.decide([{**FAILED, "execution_id": "E1"}], NOW)
     assert (found.payload["branch"], found.payload["head"]) == (None, None)
-    assert [e["event"] for e in logs] == ["notify.workspace_unread"]
+    assert (found.payload["verify"], found.payload["permission_denials"]) == (None, [])
+    assert [e["event"] for e in logs] == ["notify.execution_unread"]
     asked: list[str] = []
 
     def counted(execution_id: str) -> dict[str, Any] | None:
         asked.append(execution_id)
         return None
 
-    notifier.workspace_of = counted
+    notifier.execution_of = counted
     assert notifier.decide([FAILED, REQUEUED], NOW) == [] and asked == []  # a retry: not read
+
+
+def test_the_ended_executions_verify_and_denials_reach_the_receiver(
+    fake_claude: Path, tmp_path: Path
+) -> None:
+    """A real task through the pool (a verify round, a denied write in each), then the
+    notification of its end: the last execution's verify and denials, read once."""
+    work = tmp_path / "work"
+    work.mkdir()
+    flags = {"claude.working_dir": str(work)}
+    with make_service(tmp_path / "data", flags=flags) as service:
+        events: list[Event] = []
+        service.publisher.listeners.append(events.append)
+        data = checked_task("checked", tmp_path / "sessions")
+        (task_id,) = service.submit(
+            ParsedFile("checked.yaml", [TaskSpec.model_validate(data)], False, []), source="test"
+        )
+        run_pool(service, [task_id])
+        first, last = sorted(service.task(task_id)["executions"], key=lambda ex: ex["id"])
+        asked: list[str] = []
+
+        def execution_of(execution_id: str) -> Execution:
+            asked.append(execution_id)
+            return service.execution(execution_id)
+
+        with Receiver() as receiver:
+            target = NotifyTarget(receiver.url, ("COMPLETED",))
+            notifier = Notifier([target], execution_of=execution_of)
+            found = [n for e in events for n in notifier.decide([e], time.time())]
+            assert [n.payload["task"]["id"] for n in found] == [task_id]
+            ok, _ = asyncio.run(deliver(target, found[0]))
+            [(_, body, _)] = receiver.wait(1)
+    assert asked == [last["id"]]  # one read, of the execution that ended
+    payload = json.loads(body)
+    assert ok and payload["state"] == "COMPLETED" and payload["execution_id"] == last["id"]
+    assert payload["verify"] == last["verify"] and payload["verify"]["passed"] is True
+    assert [c["exit_code"] for c in payload["verify"]["commands"]] == [0, 0]
+    assert payload["permission_denials"] == last["permission_denials"]
+    (denial,) = payload["permission_denials"]
+    assert denial["tool_name"] == "Bash" and "NOTES.md" in denial["tool_input"]["command"]
+    assert first["verify"] is not None and first["verify"]["passed"] is False

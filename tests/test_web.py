@@ -23,7 +23,7 @@ from tests.fakes import make_fake_claude
 from tests.needs import unavailable
 from tests.net import free_port
 from tests.services import make_service
-from tests.taskfiles import scenario, task_yaml
+from tests.taskfiles import checked_task, scenario, task_yaml
 from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 from tests.test_api_serve import wait_healthy
 
@@ -203,7 +203,7 @@ def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) ->
     )
     expect(log.locator(".entry.tool").first).to_contain_text("ls")
     expect(log.locator(".entry.final")).to_contain_text("Finished (success)")
-    expect(page.locator("#executions tbody tr")).to_have_count(1)
+    expect(page.locator("#executions tbody tr[data-execution]")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "task.png"), full_page=True)
 
     page.get_by_role("link", name="Cost").click()
@@ -357,6 +357,40 @@ def test_the_changes_of_an_execution_in_a_worktree(
     expect(changes.locator(".d-add", has_text="<b>not markup</b>")).to_be_visible()
     expect(changes.locator(".diff b")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "changes.png"), full_page=True)
+
+
+def test_an_executions_round_verify_and_denials(page: Any, server: Server, tmp_path: Path) -> None:
+    """A real task (the fake claude under `serve`): its verify fails, claude is resumed and fixes
+    it; its write is denied in each round. Each execution says so under its row, as text."""
+    work = tmp_path / "work"
+    work.mkdir()
+    body = checked_task("web-checked", tmp_path / "sessions", claude={"working_dir": str(work)})
+    made = server.http.post("/api/tasks", params={"run": "true"}, json=body).json()
+    page.goto(f"{server.url}/#/task/{made['id']}")
+    expect(page.locator("#task-title")).to_contain_text("COMPLETED")
+    first, second = sorted(server.task(made["id"])["executions"], key=lambda ex: ex["id"])
+    rows = page.locator("#executions tbody tr[data-execution]")
+    expect(rows).to_have_count(2)
+    expect(rows.locator("td:first-child")).to_have_text(["1", "1 · round 1"])
+    one, two = (page.locator(f'#executions tr[data-notes="{ex["id"]}"]') for ex in (first, second))
+    expect(one.locator("dt")).to_have_text(["Verify", "Permission denied"])  # no resume: fresh
+    expect(one.locator(".checks li")).to_have_text(
+        [re.compile(r"^true exit 0 · \d+ms$"), re.compile(r"^test -f FIXED exit 1 · \d+ms$")]
+    )
+    expect(one.locator(".checks li.bad")).to_have_count(1)
+    expect(one.locator("dd .bad").first).to_have_text("✖ failed")
+    expect(one).to_contain_text(f"log: {first['verify']['log_path']}")
+    expect(two.locator("dt")).to_have_text(["Resumed from", "Verify", "Permission denied"])
+    expect(two.locator("dd").first).to_have_text(f"execution 1 {first['id']}")
+    expect(two.locator("dd .ok")).to_have_text("✔ passed")
+    expect(two.locator(".checks li.bad")).to_have_count(0)
+    for notes in (one, two):  # the command claude asked for
+        expect(notes.locator(".denials li")).to_have_text(
+            "Bash(printf '# Notes\\n' > NOTES.md && cat NOTES.md)"
+        )
+    rows.nth(1).get_by_role("button", name="Show log").click()
+    expect(page.locator("#log-title")).to_have_text("Log of execution 1 · round 1")
+    page.screenshot(path=str(ARTIFACTS / "task-rounds.png"), full_page=True)
 
 
 DIFFS: list[tuple[str, list[dict[str, Any]]]] = [

@@ -1,8 +1,9 @@
 """What the OpenAPI schema needs beyond what Litestar reads from the handlers' signatures: the
 body of `POST /api/tasks` is the task-file schema (`claudomator schema`), as JSON or YAML; an
 execution's `workspace` (a JSON object in its record) has the shape of the workspace's record
-(`shapes.Workspace`); and `GET /api/health` needs no token. `OpenAPIJson` serves openapi.json
-completed so."""
+(`shapes.Workspace`), its `verify` that of `shapes.Verify` and each of its `permission_denials`
+that of `shapes.PermissionDenial`; and `GET /api/health` needs no token. `OpenAPIJson` serves
+openapi.json completed so."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ import msgspec
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from claudomator.api.shapes import Workspace
+from claudomator.api.shapes import PermissionDenial, Verify, Workspace
 from claudomator.records import JSONObject
 from claudomator.task import json_schema
 
 _PREFIX = "TaskFile"  # component names: TaskFile, TaskFileTaskSpec, ...
 _WORKSPACE = "Workspace"  # the component of an execution's workspace
+_TEMPLATE = "#/components/schemas/{name}"
+_SAID = {  # what an execution's fields mean, where the record's type cannot say it
+    "round": "its verify round: 0 for an attempt's first execution, then 1, 2, ... for each "
+    "resumption after a verify command failed",
+    "resumed_from": "the execution whose claude session it resumed (a verify round, or a retry); "
+    "null: a fresh session",
+}
 
 
 @functools.cache
@@ -37,16 +45,29 @@ def _task_file_components() -> JSONObject:
 
 @functools.cache
 def _workspace_component() -> JSONObject:
-    template = "#/components/schemas/{name}"
-    _, found = msgspec.json.schema_components([Workspace], ref_template=template)
+    _, found = msgspec.json.schema_components([Workspace], ref_template=_TEMPLATE)
     component: JSONObject = found[Workspace.__name__]
     component["title"] = _WORKSPACE
     return component
 
 
+@functools.cache
+def _check_components() -> JSONObject:
+    """Verify (and the VerifyCommand it refers to) and PermissionDenial."""
+    _, found = msgspec.json.schema_components([Verify, PermissionDenial], ref_template=_TEMPLATE)
+    for component in found.values():
+        if component.get("required") == []:
+            del component["required"]
+    return dict(found)
+
+
+def _ref(name: str) -> JSONObject:
+    return {"$ref": _TEMPLATE.format(name=name)}
+
+
 def complete_openapi(schema: JSONObject) -> JSONObject:
-    """A copy of Litestar's `schema` with the task body, the execution's workspace and the open
-    health route."""
+    """A copy of Litestar's `schema` with the task body, the execution's workspace, verify and
+    permission denials, and the open health route."""
     done = copy.deepcopy(schema)
     components = done.setdefault("components", {}).setdefault("schemas", {})
     components.update(_task_file_components())
@@ -54,9 +75,26 @@ def complete_openapi(schema: JSONObject) -> JSONObject:
     if "workspace" in execution:
         components[_WORKSPACE] = copy.deepcopy(_workspace_component())
         execution["workspace"] = {
-            "oneOf": [{"$ref": f"#/components/schemas/{_WORKSPACE}"}, {"type": "null"}],
+            "oneOf": [_ref(_WORKSPACE), {"type": "null"}],
             "description": "where it ran; null when none was recorded (while it runs, or when it "
             "ended before its workspace was concluded)",
+        }
+    for key, description in _SAID.items():
+        if key in execution:
+            execution[key]["description"] = description
+    if "verify" in execution or "permission_denials" in execution:
+        components.update(copy.deepcopy(_check_components()))
+    if "verify" in execution:
+        execution["verify"] = {
+            "oneOf": [_ref(Verify.__name__), {"type": "null"}],
+            "description": "what its verify commands said; null when none ran (the task has no "
+            "verify, or claude did not succeed)",
+        }
+    if "permission_denials" in execution:
+        execution["permission_denials"] = {
+            "type": "array",
+            "items": _ref(PermissionDenial.__name__),
+            "description": "the tool uses claude was not allowed, as claude reported them",
         }
     paths = done.get("paths", {})
     create = paths.get("/api/tasks", {}).get("post")

@@ -3,7 +3,9 @@
 the API), and the API's own answers (pages, validation, errors).
 
 An execution's `workspace` is a JSON object in its record, of the shape of `Workspace` (the
-workspace's own record, `workspace.WorkspaceRecord`); `openapi` says so in the schema."""
+workspace's own record, `workspace.WorkspaceRecord`); its `verify` one of the shape of `Verify`
+(`verification.Verification.to_json`), and each of its `permission_denials` claude's own object,
+of which `PermissionDenial` names the keys claude writes; `openapi` says so in the schema."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from claudomator.records import (
     Costs,
     DayCost,
     Execution,
+    JSONObject,
     Node,
     NodeRunning,
     Owner,
@@ -25,6 +28,29 @@ from claudomator.records import (
     Tokens,
 )
 from claudomator.workspace import WorkspaceRecord as Workspace
+
+
+class VerifyCommand(TypedDict):
+    command: str
+    exit_code: int | None  # null: it was stopped (it timed out, or a cancel stopped it)
+    duration_ms: int
+    timed_out: bool
+
+
+class Verify(TypedDict):
+    """What an execution's verify commands said."""
+
+    passed: bool
+    commands: list[VerifyCommand]  # in order, up to the first that failed
+    log_path: str  # their output, each command's after a `$ <command>` line
+
+
+class PermissionDenial(TypedDict, total=False):
+    """A tool use claude was not allowed, as claude reported it."""
+
+    tool_name: str
+    tool_use_id: str | None
+    tool_input: JSONObject  # what the tool was asked: file_path, command, ...
 
 
 class Health(TypedDict):
@@ -88,6 +114,7 @@ class ErrorBody(TypedDict):
 
 __all__ = [
     "Batch", "Costs", "DayCost", "Error", "ErrorBody", "ErrorDetail", "Execution", "Health",
-    "LogPage", "Node", "NodeRunning", "Owner", "Pool", "Problem", "Running", "Status", "TagCost",
-    "Task", "TaskDetail", "TaskPage", "Tokens", "Validation", "Workspace",
+    "LogPage", "Node", "NodeRunning", "Owner", "PermissionDenial", "Pool", "Problem", "Running",
+    "Status", "TagCost", "Task", "TaskDetail", "TaskPage", "Tokens", "Validation", "Verify",
+    "VerifyCommand", "Workspace",
 ]  # fmt: skip

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
-from claudomator.records import Event, Node, Source, Status, Task, TaskDetail
+from claudomator.duration import format_duration as exact_duration
+from claudomator.outcome import denial_summary
+from claudomator.records import Event, Execution, JSONObject, Node, Source, Status, Task, TaskDetail
 from claudomator.workspace import format_bytes
 
 
@@ -96,6 +98,33 @@ def task_detail(task: TaskDetail) -> None:
             )
             if workspace.get("push_error"):
                 click.echo(f"    push failed: {workspace['push_error']}")
+        execution_checks(ex)
+
+
+def execution_checks(ex: Execution) -> None:
+    """An execution's round and the session it resumed, what its verify commands said, and each
+    permission claude was denied, a line each."""
+    chain = [f"round {ex['round']}"] if ex["round"] else []
+    if ex["resumed_from"]:
+        chain.append(f"resumed from {ex['resumed_from']}")
+    if chain:
+        click.echo(f"    {', '.join(chain)}")
+    if (verify := ex["verify"]) is not None:
+        click.echo(
+            f"    verify: {'passed' if verify['passed'] else 'failed'}, log {verify['log_path']}"
+        )
+        for check in verify["commands"]:
+            click.echo(f"      {check['command']}: {check_result(check)}")
+    for denial in ex["permission_denials"]:
+        if isinstance(denial, dict):
+            click.echo(f"    permission denied: {denial_summary(denial)}")
+
+
+def check_result(check: JSONObject) -> str:
+    """`exit 1, 120ms`, `timed out, 5m`, or `stopped, 2s` (a cancel stopped it)."""
+    code = check["exit_code"]
+    ended = "timed out" if check["timed_out"] else "stopped" if code is None else f"exit {code}"
+    return f"{ended}, {exact_duration(check['duration_ms'] / 1000)}"
 
 
 def status(data: Status, daily_budget_usd: float) -> None:

@@ -1,6 +1,7 @@
 // The dashboard: a hash router over four views (tasks, one task, new task, cost), kept live by
-// the WebSocket: an event refreshes what it touches; nothing polls. A task's view shows an
-// execution's log and, when it ran in a worktree, its changes (changes.js).
+// the WebSocket: an event refreshes what it touches; nothing polls. A task's view shows each
+// execution's round, the session it resumed, its verify commands and the permissions claude was
+// denied, its log and, when it ran in a worktree, its changes (changes.js).
 
 import { api, events } from "./api.js";
 import { forgetChanges, hasWorktree, showChanges } from "./changes.js";
@@ -164,12 +165,65 @@ function actionButtons(detail) {
   return buttons;
 }
 
+// "1", or "1 · round 2" for an execution resumed after a verify command failed
+function executionLabel(ex) {
+  return ex.round ? `${ex.attempt} · round ${ex.round}` : String(ex.attempt);
+}
+
+function milliseconds(ms) {
+  return ms < 1000 ? `${ms}ms` : duration(ms / 1000);
+}
+
+// One permission denial as the reasons name it (outcome.denial_summary): the tool, and what it
+// was asked for.
+function denial(d) {
+  const input = d && typeof d.tool_input === "object" && d.tool_input ? d.tool_input : {};
+  const key = ["file_path", "command", "path", "url", "pattern", "notebook_path"]
+    .find((k) => typeof input[k] === "string" && input[k]);
+  const tool = (d && d.tool_name) || "a tool";
+  return key ? `${tool}(${input[key]})` : tool;
+}
+
+function verifyResult(verify) {
+  return [
+    h("span", { class: verify.passed ? "ok" : "bad" }, verify.passed ? "✔ passed" : "✖ failed"),
+    h("ul", { class: "checks" }, verify.commands.map((c) => {
+      const ended = c.timed_out ? "timed out" : c.exit_code === null ? "stopped" : `exit ${c.exit_code}`;
+      const failed = c.timed_out || c.exit_code !== 0;
+      return h("li", { class: failed ? "bad" : "" }, h("code", {}, c.command), ` ${ended} · ${milliseconds(c.duration_ms)}`);
+    })),
+    h("span", { class: "muted" }, "log: "), h("code", {}, verify.log_path),
+  ];
+}
+
+// What an execution's row has no room for: the session it resumed, its verify commands, the
+// permissions claude was denied; a row of its own under the execution's, when there is any.
+function executionNotes(ex, detail, columns) {
+  const resumed = detail.executions.find((e) => e.id === ex.resumed_from);
+  const denials = ex.permission_denials || [];
+  const fields = [
+    ...field("Resumed from", ex.resumed_from
+      ? [resumed ? `execution ${executionLabel(resumed)} ` : "", h("code", {}, ex.resumed_from)] : null),
+    ...field("Verify", ex.verify ? verifyResult(ex.verify) : null),
+    ...field("Permission denied", denials.length
+      ? h("ul", { class: "denials" }, denials.map((d) => h("li", {}, h("code", {}, denial(d))))) : null),
+  ];
+  if (!fields.length) return [];
+  return [h("tr", { class: "ex-notes", "data-notes": ex.id },
+    h("td", { colspan: columns }, h("dl", { class: "fields" }, fields)))];
+}
+
+function executionRows(ex, detail) {
+  const row = executionRow(ex, detail);
+  return [row, ...executionNotes(ex, detail, row.children.length)];
+}
+
 function executionRow(ex, detail) {
   const seconds = ex.duration_ms ? ex.duration_ms / 1000
     : ex.started_at ? ((ex.finished_at ? Date.parse(ex.finished_at) : Date.now()) - Date.parse(ex.started_at)) / 1000 : null;
   const selected = current && current.execution === ex.id;
   return h("tr", { "data-execution": ex.id },
-    h("td", {}, ex.attempt), h("td", {}, stateBadge(ex.state)), h("td", {}, ex.reason),
+    h("td", { class: "attempt" }, executionLabel(ex)), h("td", {}, stateBadge(ex.state)), h("td", {}, ex.reason),
     h("td", { class: "num" }, money(ex.cost_usd)),
     h("td", {}, `${ex.tokens.input.toLocaleString()} / ${ex.tokens.output.toLocaleString()}`),
     h("td", {}, ex.num_turns ?? ""), h("td", {}, ex.owner.node || ex.owner.host),
@@ -187,7 +241,7 @@ async function openChanges(executionId) {
   for (const button of document.querySelectorAll("#executions [data-changes]")) {
     button.setAttribute("aria-pressed", String(button.dataset.changes === executionId));
   }
-  $("#changes-title").textContent = `Changes of execution ${ex.attempt}`;
+  $("#changes-title").textContent = `Changes of execution ${executionLabel(ex)}`;
   $("#changes").hidden = false;
   await showChanges($("#changes-body"), ex, current.detail);
 }
@@ -226,7 +280,7 @@ async function showTask(id, { keepLog = false } = {}) {
   );
   const latest = detail.executions[detail.executions.length - 1];
   if (!keepLog || !current.execution) current.execution = latest ? latest.id : null;
-  $("#executions tbody").replaceChildren(...detail.executions.map((ex) => executionRow(ex, detail)));
+  $("#executions tbody").replaceChildren(...detail.executions.flatMap((ex) => executionRows(ex, detail)));
   if (!detail.executions.length) $("#log").replaceChildren(h("p", { class: "muted" }, "Not run yet."));
   else if (!keepLog) await openLog(current.execution, detail);
   else await followLog();
@@ -240,7 +294,7 @@ async function openLog(executionId, detail) {
     button.setAttribute("aria-pressed", String(button.closest("tr").dataset.execution === executionId));
   }
   const ex = detail.executions.find((e) => e.id === executionId);
-  $("#log-title").textContent = `Log of execution ${ex ? ex.attempt : ""}`;
+  $("#log-title").textContent = `Log of execution ${ex ? executionLabel(ex) : ""}`;
   await followLog();
 }
 
