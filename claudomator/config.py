@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from claudomator.billing import Lane
 from claudomator.config_keys import KEY, KEYS, KEYS_BY_NAME, Key, field_for
 from claudomator.config_notify import NOTIFY_TEMPLATE, NotifyTarget, notify_targets
 from claudomator.config_sources import SOURCES_TEMPLATE, GitSource, git_sources
@@ -50,6 +52,7 @@ class Config:
     claude_binary: str = field_for("claude.binary")
     claude_model: str = field_for("claude.model")
     claude_timeout_s: float = field_for("claude.timeout")
+    billing: Lane = field_for("claude.billing")  # noqa: RUF009 (a Literal of str)
     stall_timeout_s: float = field_for("claude.stall_timeout")
     startup_timeout_s: float = field_for("claude.startup_timeout")
     claude_working_dir: str = field_for("claude.working_dir")
@@ -69,6 +72,7 @@ class Config:
     aging_s: float = field_for("schedule.aging")
     max_requeues: int = field_for("schedule.max_requeues")
     daily_budget_usd: float = field_for("budget.daily_usd")
+    tag_budgets: tuple[tuple[str, float], ...] = field_for("budget.tags")
     node_id: str = field_for("node.id")
     heartbeat_s: float = field_for("node.heartbeat")
     lease_s: float = field_for("node.lease")
@@ -99,14 +103,27 @@ class Config:
 
     def effective(self) -> list[tuple[str, str, str]]:
         """(key, value as written in TOML, origin) for `claudomator config`."""
-        rows = []
+        rows = [(name, _toml_value(value), origin) for name, value, origin in self.typed()]
+        return rows + self.tables()
+
+    def typed(self) -> list[tuple[str, Any, str]]:
+        """(key, value as TOML holds it: a number, a boolean, a string, a list of them;
+        origin) for `claudomator config --json`. Durations as written (`30m`)."""
+        rows: list[tuple[str, Any, str]] = []
         for key in KEYS:
             value = getattr(self, _ATTRS[key.name])
             if key.parse is parse_duration:
                 value = format_duration(value)
             if key.shown is not None:
                 value = key.shown(value)
-            rows.append((key.name, _toml_value(value), self.origins.get(key.name, "default")))
+            if isinstance(value, tuple):
+                value = list(value)
+            rows.append((key.name, value, self.origins.get(key.name, "default")))
+        return rows
+
+    def tables(self) -> list[tuple[str, str, str]]:
+        """(`notify[i]` or `sources[i]`, how it is shown, origin): the config's tables."""
+        rows = []
         for i, target in enumerate(self.notify):
             rows.append((f"notify[{i}]", target.shown, self.origins.get("notify", "default")))
         for i, source in enumerate(self.sources):
@@ -134,18 +151,23 @@ def _toml_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _flatten(table: Mapping[str, Any], where: str, prefix: str = "") -> JSONObject:
+def _flatten(
+    table: Mapping[str, Any], where: str, fail: Callable[[ConfigError], None], prefix: str = ""
+) -> JSONObject:
     out: JSONObject = {}
     for name, value in table.items():
         dotted = prefix + name
         if isinstance(value, dict) and dotted not in KEYS_BY_NAME:
             if not any(k.startswith(dotted + ".") for k in KEYS_BY_NAME):
-                raise ConfigError(
-                    f"{where}: [{dotted}]: unknown section{did_you_mean(dotted, KEYS_BY_NAME)}"
+                fail(
+                    ConfigError(
+                        f"{where}: [{dotted}]: unknown section{did_you_mean(dotted, KEYS_BY_NAME)}"
+                    )
                 )
-            out.update(_flatten(value, where, dotted + "."))
+                continue
+            out.update(_flatten(value, where, fail, dotted + "."))
         elif dotted not in KEYS_BY_NAME:
-            raise ConfigError(f"{where}: {dotted}: unknown key{did_you_mean(dotted, KEYS_BY_NAME)}")
+            fail(ConfigError(f"{where}: {dotted}: unknown key{did_you_mean(dotted, KEYS_BY_NAME)}"))
         else:
             out[dotted] = value
     return out
@@ -155,47 +177,72 @@ def load_config(
     home: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, object] | None = None,
+    *,
+    problems: list[str] | None = None,
 ) -> Config:
-    """Read config.toml in the data dir (if any), then the environment, then `flags` (by key name)."""
+    """Read config.toml in the data dir (if any), then the environment, then `flags` (by key name).
+
+    With `problems`, every error is appended to it instead of raised, and what it is about keeps
+    its default (a whole `[[notify]]` or `[[sources]]` array, one key otherwise): for `doctor`."""
     env = os.environ if env is None else env
     data_dir = DataDir(home if home is not None else home_dir(env))
     values: JSONObject = {}
     origins: dict[str, str] = {}
+
+    def fail(error: ConfigError) -> None:
+        if problems is None:
+            raise error
+        problems.append(error.message)
+
+    def take(name: str, value: Callable[[], object], origin: str) -> None:
+        try:
+            values[name] = value()
+        except ConfigError as e:
+            fail(e)
+        else:
+            origins[name] = origin
+
     path = data_dir.config_file
     if path.is_file():
+        table: dict[str, Any] = {}
         try:
             with open(path, "rb") as f:
                 table = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{path}: {e}") from e
+            fail(ConfigError(f"{path}: {e}"))
         if "notify" in table:
-            values["notify"] = notify_targets(table.pop("notify"), str(path))
-            origins["notify"] = "config.toml"
+            notify = table.pop("notify")
+            take("notify", lambda: notify_targets(notify, str(path)), "config.toml")
         if "sources" in table:
-            values["sources"] = git_sources(table.pop("sources"), str(path))
-            origins["sources"] = "config.toml"
-        for name, value in _flatten(table, str(path)).items():
-            values[name] = _check(KEYS_BY_NAME[name], value, str(path))
-            origins[name] = "config.toml"
+            sources = table.pop("sources")
+            take("sources", lambda: git_sources(sources, str(path)), "config.toml")
+        for name, value in _flatten(table, str(path), fail).items():
+            take(name, partial(_check, KEYS_BY_NAME[name], value, str(path)), "config.toml")
     for key in KEYS:
         if key.env_name in env:
-            values[key.name] = _check(key, env[key.env_name], key.env_name)
-            origins[key.name] = "env " + key.env_name
+            take(
+                key.name,
+                partial(_check, key, env[key.env_name], key.env_name),
+                "env " + key.env_name,
+            )
     for name, value in (flags or {}).items():
         if value is None:
             continue
         if name not in KEYS_BY_NAME:
-            raise ConfigError(f"unknown config key {name!r}")
-        values[name] = _check(KEYS_BY_NAME[name], value, "--" + name.replace(".", "-"))
-        origins[name] = "flag"
+            fail(ConfigError(f"unknown config key {name!r}"))
+            continue
+        where = "--" + name.replace(".", "-")
+        take(name, partial(_check, KEYS_BY_NAME[name], value, where), "flag")
     kwargs = {_ATTRS.get(n, n): v for n, v in values.items()}
     config = Config(data_dir=data_dir, origins=origins, **kwargs)
     if not 0 < config.heartbeat_s < config.lease_s:
-        raise ConfigError(
-            f"node.lease ({format_duration(config.lease_s)}, from "
-            f"{origins.get('node.lease', 'default')}) must be longer than node.heartbeat "
-            f"({format_duration(config.heartbeat_s)}, from "
-            f"{origins.get('node.heartbeat', 'default')}), and the heartbeat above zero"
+        fail(
+            ConfigError(
+                f"node.lease ({format_duration(config.lease_s)}, from "
+                f"{origins.get('node.lease', 'default')}) must be longer than node.heartbeat "
+                f"({format_duration(config.heartbeat_s)}, from "
+                f"{origins.get('node.heartbeat', 'default')}), and the heartbeat above zero"
+            )
         )
     return config
 

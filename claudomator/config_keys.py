@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from claudomator.billing import LANES
 from claudomator.config_values import (
     boolean,
     branch_prefix,
@@ -22,6 +23,7 @@ from claudomator.config_values import (
     hosts,
     mask_url,
     money,
+    money_by_name,
     origins,
     paths,
     port,
@@ -75,6 +77,13 @@ KEYS: tuple[Key, ...] = (
         parse_duration,
         "30m",
         "timeout for tasks that set none (e.g. 90s, 15m, 1h30m)",
+    ),
+    Key(
+        "claude.billing",
+        choice(*LANES),
+        "any",
+        "any, subscription or api_key: a run claude would bill otherwise is stopped at its "
+        "init line and the pool paused",
     ),
     Key(
         "claude.stall_timeout",
@@ -191,6 +200,13 @@ KEYS: tuple[Key, ...] = (
         money,
         0,
         "once today's spend reaches this, nothing new starts; 0 means no limit",
+    ),
+    Key(
+        "budget.tags",
+        money_by_name,
+        {},
+        "per tag, per day: once a tag's spend today reaches its amount, its tasks wait (e.g. "
+        "{nightly = 5.0})",
     ),
     Key(
         "node.id",

@@ -9,13 +9,17 @@ from claudomator.config_values import is_url, names, tables
 from claudomator.errors import ConfigError
 from claudomator.state import State
 
-# What a [[notify]] receiver can ask for: final task states, and two conditions of the pool.
+# What a [[notify]] receiver can ask for: final task states, and conditions of the pool.
 RATE_LIMITED = "RATE_LIMITED"  # the pool paused new starts for an API rate limit
 DAILY_BUDGET_REACHED = "DAILY_BUDGET_REACHED"  # today's spend reached budget.daily_usd
+AUTH_FAILED = "AUTH_FAILED"  # claude could not authenticate: the pool paused until resumed
+BILLING_LANE = "BILLING_LANE"  # claude would have billed outside claude.billing: paused
 NOTIFY_STATES = (
     *(s.value for s in State if s not in (State.PENDING, State.QUEUED, State.RUNNING)),
     RATE_LIMITED,
     DAILY_BUDGET_REACHED,
+    AUTH_FAILED,
+    BILLING_LANE,
 )
 NOTIFY_DEFAULT_STATES = (
     State.FAILED.value,
@@ -23,6 +27,8 @@ NOTIFY_DEFAULT_STATES = (
     State.BUDGET_EXCEEDED.value,
     RATE_LIMITED,
     DAILY_BUDGET_REACHED,
+    AUTH_FAILED,
+    BILLING_LANE,
 )
 NOTIFY_FIELDS = ("url", "states", "secret")
 

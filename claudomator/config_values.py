@@ -114,6 +114,27 @@ def money(value: object) -> float:
     return number
 
 
+def money_by_name(value: object) -> tuple[tuple[str, float], ...]:
+    """A table of amounts by name: `{nightly = 5.0}` in config.toml, `nightly=5,team-a=20` in
+    the environment; every amount > 0. As (name, amount) pairs, by name: a config is frozen."""
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError(f"{value!r} is not name=amount pairs (e.g. nightly=5,team-a=20)")
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a table of amounts (e.g. {{nightly = 5.0}})")
+    found = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{name!r} is not a name")
+        number = money(amount)
+        if number <= 0:
+            raise ValueError(f"{name}: {amount!r} must be more than 0")
+        found[name] = number
+    return tuple(sorted(found.items()))
+
+
 NUMBERS: tuple[Callable[[object], Any], ...] = (positive_int, port, money, count, byte_size)
 """The parsers of numbers: a value for them from the environment is stripped first."""
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from claudomator.budget import Limit, over_tags
 from claudomator.config import Config
 from claudomator.records import Event
 from claudomator.schedule import Gate, pool_gate
@@ -30,6 +31,8 @@ class PoolGate:
         self.config, self.store, self.reader, self.publish = config, store, reader, publish
         self._spent: tuple[float, float, float] | None = None  # (day, spent, when summed)
         self._spent_dirty = False
+        self._by_tag: tuple[float, dict[str, float], float] | None = None
+        self._tags_dirty = False
 
     def set(self, **changes: Any) -> PoolState:
         """Change the pool's recorded state (`paused`, `reason`, `draining`,
@@ -72,9 +75,40 @@ class PoolGate:
             self._spent = cached = (day, self.reader.cost_since(day), now)
         return cached[1]
 
+    def over_tags(self) -> dict[str, str]:
+        """The tags whose spend today reached their `budget.tags` cap, with why their tasks
+        wait (summed again as today's spend is)."""
+        caps = dict(self.config.tag_budgets)
+        if not caps:
+            return {}
+        return over_tags(caps, self.spent_by_tag())
+
+    def spent_by_tag(self) -> dict[str, float]:
+        day, now = start_of_today(), time.monotonic()
+        cached = self._by_tag
+        if cached is None or cached[0] != day or now - cached[2] > SPENT_FOR_S or self._tags_dirty:
+            self._tags_dirty = False
+            tags = [tag for tag, _ in self.config.tag_budgets]
+            self._by_tag = cached = (day, self.store.spent_by_tag(tags, day), now)
+        return cached[1]
+
+    def limits(self, tags: Sequence[str], batch_id: str, batch_budget: float) -> list[Limit]:
+        """The money limits beyond its own that cover a task's next execution."""
+        caps = dict(self.config.tag_budgets)
+        found = []
+        if batch_id and batch_budget:
+            found.append(Limit("batch budget", batch_budget, self.store.spent_by_batch(batch_id)))
+        if caps and any(tag in caps for tag in tags):
+            self._tags_dirty = True  # exact: this decides what an execution may spend
+            spent = self.spent_by_tag()
+            found += [Limit(f"tag {t} budget today", caps[t], spent.get(t, 0.0)) for t in tags
+                      if t in caps]  # fmt: skip
+        return found
+
     def spent_changed(self) -> None:
         """An execution ended (here, or on another node: the daily budget is the cluster's)."""
         self._spent_dirty = True
+        self._tags_dirty = True
 
 
 __all__ = ["PoolGate"]

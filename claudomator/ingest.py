@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -29,7 +30,7 @@ from claudomator.spool import Spool
 from claudomator.store.db import NewTask, Store
 from claudomator.task import PRIORITY_RANK
 from claudomator.taskfile import ParsedFile, parse_file
-from claudomator.workdir import confine, settle_file
+from claudomator.workdir import absolute_file, confine, settle_file
 from claudomator.workspace import Mode
 
 log = structlog.get_logger("claudomator.intake")
@@ -84,6 +85,7 @@ def new_tasks(
             held=held,
             dispatcher=dispatcher,
             provenance_json=provenance_json,
+            batch_budget_usd=parsed.budget_usd or 0.0,
         )
         for spec in parsed.tasks
     ]
@@ -191,9 +193,11 @@ class Ingest:
                 unknown_dependency="error",
                 max_bytes=self.config.max_file_bytes,
             )
+            if claim.base_dir is None:  # a relative working_dir: from claude.working_dir
+                parsed = absolute_file(parsed, self.config.default_working_dir())
             specs = [confine(t, claim.base_dir, self.config.allowed_roots) for t in parsed.tasks]
             parsed = settle_file(
-                ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings),
+                dataclasses.replace(parsed, tasks=specs),
                 self._workspace_mode(claim.source),
                 self.config.default_working_dir(),
             )

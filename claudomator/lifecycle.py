@@ -22,18 +22,19 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
 
 from claudomator import failpoint
+from claudomator.budget import TagRound, memo, money_left
 from claudomator.config import Config
 from claudomator.dependents import Dependents
 from claudomator.errors import DatabaseUnavailable, LeaseLost
 from claudomator.faults import Faults
+from claudomator.finish import Finish
 from claudomator.gate import PoolGate
 from claudomator.node import Node
 from claudomator.outcome import Outcome, with_denials
@@ -42,13 +43,19 @@ from claudomator.progress import ProgressBatch, ProgressEvent
 from claudomator.records import Event
 from claudomator.rounds import Rounds, Step
 from claudomator.runner import Runner, RunResult
-from claudomator.schedule import after_execution
 from claudomator.secret import scrub
 from claudomator.state import FINAL_STATES, State
 from claudomator.store.db import Store
-from claudomator.stored import ExecutionEnd, RetryCounts, Started, StartedTask
+from claudomator.stored import (
+    Admission,
+    AdmissionRound,
+    ExecutionEnd,
+    RetryCounts,
+    Started,
+    StartedTask,
+)
 from claudomator.stream import StreamState
-from claudomator.task import RetryPolicy, TaskSpec
+from claudomator.task import TaskSpec
 from claudomator.workspaces import Workspaces
 
 log = structlog.get_logger("claudomator.lifecycle")
@@ -77,7 +84,7 @@ class Lifecycle:
         self.publish, self.dependents, self.gate, self.faults = publish, dependents, gate, faults
         self.workspaces = workspaces
         self.rounds = Rounds(config, runner, store, node.process.host)  # it runs claude
-        self.max_requeues = config.max_requeues  # `run --fail-on-rate-limit`: 0
+        self.finish = Finish(store, gate)
         self._started: dict[str, Started] = {}  # task id -> started, not yet executing
         self._executions: dict[str, str] = {}  # task id -> its execution running here
         self._lost: set[str] = set()  # executions to stop: this node's lease was lost
@@ -95,7 +102,7 @@ class Lifecycle:
                 time.time(),
                 self.config.data_dir.executions,
                 dispatcher,
-                self.workspaces.admission,
+                self._admission(),
                 **self.node.process.owner(self.node.id),
             )
         except LeaseLost:
@@ -105,6 +112,29 @@ class Lifecycle:
             self._started[one.event["task_id"]] = one
         self.publish([one.event for one in started])
         return [one.event["task_id"] for one in started]
+
+    @property
+    def max_requeues(self) -> int:
+        """Rate-limit requeues of a task before it fails (`run --fail-on-rate-limit`: 0)."""
+        return self.finish.max_requeues
+
+    @max_requeues.setter
+    def max_requeues(self, value: int) -> None:
+        self.finish.max_requeues = value
+
+    def _admission(self) -> Admission:
+        """The workspaces' admission, less the tasks of a tag over its budget today."""
+        over = self.gate.over_tags()
+        if not over:
+            return self.workspaces.admission
+
+        def admission(
+            running: Sequence[str], configs: Callable[[Sequence[str]], Mapping[str, str]]
+        ) -> AdmissionRound:
+            read = memo(configs)
+            return TagRound(self.workspaces.admission(running, read), read, over)
+
+        return admission
 
     async def execute(self, task_id: str, cancel: asyncio.Event) -> None:
         """One attempt of a task `start` started (its verify rounds included), to its recorded
@@ -126,7 +156,9 @@ class Lifecycle:
             end = self._end(spec, result, step, workspace)
             return await self._until_recorded(
                 step.execution_id,
-                lambda: self._record(task_id, step.execution_id, row, spec, result, pending, end),
+                lambda: self._record(
+                    task_id, step.execution_id, row, spec, result, pending, end, step.spent_usd
+                ),
             )
 
         async def advance(done: Step, result: RunResult, reason: str, task_reason: str) -> Any:
@@ -141,12 +173,18 @@ class Lifecycle:
                 task_id, row, spec, done, result, (reason, task_reason), workspace
             )
 
+        limits = self.gate.limits(spec.tags, row["batch_id"], row["batch_budget_usd"])
+        budget, reached = money_left(spec.claude.max_budget_usd, limits)
+        if reached:  # a batch's or a tag's money is spent: this execution never starts claude
+            await record(_crashed(State.BUDGET_EXCEEDED, reached))
+            return
         try:
             prepared = await self.workspaces.prepare(task_id, step.execution_id, spec)
             if prepared.failure is not None:
                 result = _crashed(State.FAILED, prepared.failure)
             else:
-                ran = await self.rounds.run(task_id, row, spec, step, prepared.cwd, cancel, advance)
+                where = (prepared.cwd, budget)
+                ran = await self.rounds.run(task_id, row, spec, step, where, cancel, advance)
                 if ran is None:  # a round's record was refused: this node was found lost
                     return
                 step, result = ran
@@ -268,81 +306,27 @@ class Lifecycle:
         result: RunResult,
         progress: list[ProgressEvent],
         end: ExecutionEnd,
+        step_spent: float = 0.0,
     ) -> list[Event]:
+        """Record the last execution of an attempt (`step_spent`: what its earlier rounds
+        spent)."""
         reason = with_denials(result.outcome.reason, result.stream.result)
         outcome = dataclasses.replace(result.outcome, reason=_cleaner(spec)(reason))
+        spent = row["cost"] + step_spent + end.cost_usd  # the task's executions, this one's
         events = self.finish(
-            task_id, execution_id, row, outcome, retry=spec.retry, progress=progress, end=end
+            task_id,
+            execution_id,
+            row,
+            outcome,
+            retry=spec.retry,
+            progress=progress,
+            end=end,
+            spent_usd=spent,
         )
         self.gate.spent_changed()
         failpoint.reached("finished")
         self._ended(task_id, events)
         return events
-
-    def finish(
-        self,
-        task_id: str,
-        execution_id: str,
-        row: RetryCounts,
-        outcome: Outcome,
-        retry: RetryPolicy | None = None,
-        progress: Sequence[ProgressEvent] = (),
-        end: ExecutionEnd | None = None,
-    ) -> list[Event]:
-        """Record an execution's end and what the retry policy says of its task. `row` holds the
-        task's attempts (this execution counted), requeues and retry policy (`retry`: the same,
-        already parsed)."""
-        if retry is None:
-            retry = RetryPolicy.model_validate_json(row["retry_json"] or "{}")
-        after = after_execution(
-            outcome_state=outcome.state,
-            reason=outcome.reason,
-            rate_limited=outcome.rate_limited,
-            resets_at=outcome.resets_at,
-            attempts=row["attempts"],
-            requeues=row["requeues"],
-            max_attempts=retry.max_attempts,
-            backoff_s=retry.backoff,
-            retry_timeouts=retry.on_timeout,
-            max_requeues=self.max_requeues,
-            now=time.time(),
-            jitter=random.random(),
-        )
-        if after.requeue:
-            events = self.store.finish_execution(
-                execution_id,
-                task_id,
-                state=outcome.state,
-                reason=outcome.reason,
-                task_state=State.QUEUED,
-                task_reason=after.reason,
-                task_values={
-                    "not_before": after.not_before,
-                    "attempts": row["attempts"] - 1,
-                    "requeues": row["requeues"] + 1,
-                },
-                progress=progress,
-                end=end,
-            )
-            if events:  # a stale result (this node was found lost) pauses nobody
-                until = time.strftime("%H:%M:%S", time.localtime(after.not_before))
-                self.gate.set(
-                    rate_limited_until=after.not_before,
-                    rate_limit_reason=f"rate limited until {until}: {outcome.reason}"[:300],
-                )
-            return events
-        then = None
-        if after.state is State.QUEUED:
-            then = (State.QUEUED, after.reason, {"not_before": after.not_before})
-        return self.store.finish_execution(
-            execution_id,
-            task_id,
-            state=outcome.state,
-            reason=outcome.reason,
-            then=then,
-            progress=progress,
-            end=end,
-        )
 
     def fail(self, task_id: str, execution_id: str, reason: str) -> None:
         """End an execution whose process is gone (`interrupted`, `node lost`): FAILED, then the

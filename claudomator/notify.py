@@ -31,7 +31,13 @@ import httpx
 import structlog
 
 from claudomator import __version__
-from claudomator.config_notify import DAILY_BUDGET_REACHED, RATE_LIMITED, NotifyTarget
+from claudomator.config_notify import (
+    AUTH_FAILED,
+    BILLING_LANE,
+    DAILY_BUDGET_REACHED,
+    RATE_LIMITED,
+    NotifyTarget,
+)
 from claudomator.events import Hub, Subscription
 from claudomator.records import Event
 
@@ -46,7 +52,7 @@ ExecutionOf = Callable[[str], Mapping[str, Any] | None]
 
 @dataclass(frozen=True)
 class Notification:
-    state: str  # a final task state, RATE_LIMITED or DAILY_BUDGET_REACHED
+    state: str  # a final task state, RATE_LIMITED, DAILY_BUDGET_REACHED, AUTH_FAILED, BILLING_LANE
     payload: dict[str, Any]
 
 
@@ -126,6 +132,26 @@ def rate_limit_notification(event: Event, limited_until: float, now: float) -> N
     )
 
 
+def guard_notification(event: Event, guarded: str) -> Notification | None:
+    """A `pool.changed` event that pauses the pool for a guard (`guarded`: the guard before)."""
+    guard = str(event.get("guard") or "")
+    if event.get("type") != "pool.changed" or not guard or guard == guarded:
+        return None
+    state = AUTH_FAILED if guard == "auth" else BILLING_LANE
+    reason = str(event.get("reason") or guard)
+    return Notification(
+        state,
+        {
+            "type": f"pool.{state.lower()}",
+            "state": state,
+            "event_id": event.get("id"),
+            "at": _iso(event.get("at")),
+            "reason": reason,
+            "text": f"claudomator: pool paused until resumed, {reason}",
+        },
+    )
+
+
 def budget_notification(spent: float, budget: float, now: float) -> Notification:
     return Notification(
         DAILY_BUDGET_REACHED,
@@ -171,6 +197,7 @@ class Notifier:
         ]
         self.stats = {"sent": 0, "failed": 0, "dropped": 0}
         self._limited_until = 0.0
+        self._guarded = ""  # the guard the pool was last paused for ("" none)
         self._budget_day: date | None = None
 
     def decide(self, batch: Sequence[Event], now: float) -> list[Notification]:
@@ -186,6 +213,9 @@ class Notifier:
                 if (note := rate_limit_notification(event, self._limited_until, now)) is not None:
                     out.append(note)
                 self._limited_until = float(event.get("rate_limited_until") or 0)
+                if (note := guard_notification(event, self._guarded)) is not None:
+                    out.append(note)
+                self._guarded = str(event.get("guard") or "")
         if self.budget is not None and any(e.get("type") == "task.finished" for e in batch):
             today = datetime.fromtimestamp(now).date()
             if self._budget_day != today:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from dataclasses import dataclass
 from typing import Literal
@@ -22,7 +23,20 @@ DENIALS_SHOWN = 3  # permission denials named in a reason; more are counted
 
 # why the runner stopped claude: its timeout, a cancel, a watchdog (no system/init line in time;
 # no stdout line for too long), or a stdout closed while the process stayed
-Killed = Literal["timeout", "cancel", "no_start", "stall", "stdout_closed"]
+Killed = Literal["timeout", "cancel", "no_start", "stall", "billing", "stdout_closed"]
+# an ending that stops the whole pool until `claudomator resume`: claude cannot authenticate
+# (every task would fail the same way), or it would bill outside the billing lane
+Guard = Literal["auth", "billing"]
+_AUTH_ERRORS = frozenset(
+    {
+        "authentication_failed",
+        "oauth_org_not_allowed",
+        "account_on_hold",
+        "verification_required",
+        "cloud_credential_error",
+    }
+)
+_AUTH_TEXTS = ("Please run /login", "Invalid API key", "Not logged in", "OAuth token has expired")
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class Ending:
     rate_limit_status: str | None = None
     rate_limit_resets_at: float | None = None
     watch: Watch = _NO_WATCH  # the watchdogs' limits, for the reason of one that fired
+    refused: str = ""  # why the runner stopped it at its init line ("billing")
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class Outcome:
     api_error_status: int | None = None
     rate_limited: bool = False  # 429/529 or a rejected rate limit: pause, requeue
     resets_at: float | None = None
+    guard: Guard | None = None  # pause the pool until resumed by hand
 
 
 def decide(ending: Ending) -> Outcome:
@@ -60,6 +76,8 @@ def decide(ending: Ending) -> Outcome:
         return Outcome(
             State.TIMED_OUT, f"stalled: no output for {format_duration(ending.watch.stall_s)}"
         )
+    if ending.killed == "billing":
+        return Outcome(State.FAILED, one_line(ending.refused, REASON_MAX), guard="billing")
     if ending.killed == "no_start":
         reason = f"no start: no system/init line within {format_duration(ending.watch.startup_s)}"
         last = _last_line(ending.stderr_tail)
@@ -97,7 +115,10 @@ def decide(ending: Ending) -> Outcome:
         limited = rejected or status in (429, 529) or ending.api_error in _RATE_LIMIT_ERRORS
         text = as_str(result.get("result")) or ""
         reason = f"api_error {label}: {text}" if text.strip() else f"api_error {label}"
-        return _failed(reason, limited, resets_at, status)
+        failed = _failed(reason, limited, resets_at, status)
+        if status == 401 or ending.api_error in _AUTH_ERRORS or any(t in text for t in _AUTH_TEXTS):
+            return dataclasses.replace(failed, rate_limited=False, resets_at=None, guard="auth")
+        return failed
     errors = "; ".join(e for e in as_list(result.get("errors")) if isinstance(e, str) and e)
     detail = errors or as_str(result.get("terminal_reason")) or as_str(result.get("result")) or ""
     reason = f"{subtype}: {detail}" if detail.strip() else subtype

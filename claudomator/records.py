@@ -84,6 +84,7 @@ class TaskDetail(Task):
     # a git source's task: commit, author, committed_at, path, blob; null for other sources
     provenance: dict[str, str] | None
     executions: list[Execution]
+    batch: BatchBudget | None  # its batch's budget_usd and the batch's spend; null: none
 
 
 class NodeRunning(TypedDict):
@@ -130,6 +131,22 @@ class Pool(TypedDict):
     busy: int
 
 
+class TagBudget(TypedDict):
+    """A `budget.tags` cap and what the tag's tasks spent today."""
+
+    tag: str
+    budget_usd: float
+    spent_usd: float
+
+
+class BatchBudget(TypedDict):
+    """A batch file's `budget_usd` and what its tasks spent (`id`: the batch's first task)."""
+
+    id: str
+    budget_usd: float
+    spent_usd: float
+
+
 class Status(TypedDict):
     counts: dict[str, int]
     running: list[Running]
@@ -137,6 +154,7 @@ class Status(TypedDict):
     daily_budget_usd: float | None
     pool: Pool
     nodes: list[Node]
+    tag_budgets: list[TagBudget]  # each budget.tags cap, with the tag's spend today
 
 
 class DayCost(TypedDict):
@@ -189,6 +207,8 @@ class ResultFile(TypedDict):
 
     file: str  # where it was found, relative to its source
     source: str
+    # a git source's copy: source, commit, author, committed_at, path, blob; null otherwise
+    provenance: dict[str, str] | None
     tasks: list[ResultTask]
 
 
@@ -229,4 +249,5 @@ class Event(TypedDict, total=False):
     draining: bool
     rate_limited_until: float
     rate_limit_reason: str
+    guard: str  # pool.changed: "auth" | "billing" when a guard paused the pool
     until: float | None

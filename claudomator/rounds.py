@@ -66,17 +66,19 @@ class Rounds:
         row: StartedTask,
         spec: TaskSpec,
         step: Step,
-        cwd: Path | None,
+        where: tuple[Path | None, float | None],
         cancel: asyncio.Event,
         advance: Advance,
     ) -> tuple[Step, RunResult] | None:
-        """The rounds of one attempt; the last round's step and result (None: refused)."""
-        asked = self._first(task_id, row, spec, step)
+        """The rounds of one attempt, in `where`: its worktree's folder (None: its working_dir)
+        and the money it may spend (`budget.money_left`; None: no limit); the last round's step
+        and result (None: refused)."""
+        cwd, budget = where
+        asked = self._first(task_id, row, spec, step, budget)
         fallback = spec.claude.instructions
         while True:
             result = await self._claude(spec, step, asked, fallback, cwd, cancel)
             result = _with(result, result.outcome, step.note)
-            budget = spec.claude.max_budget_usd
             spent = step.spent_usd + result.stream.cost_usd
             if result.outcome.state is State.BUDGET_EXCEEDED and step.number and budget:
                 reason = chain_budget_reason(budget, spent, step.number + 1)
@@ -111,21 +113,22 @@ class Rounds:
             asked = Invocation(prompt, session, resume=True, budget_usd=left)
             fallback = f"{spec.claude.instructions}\n\n{prompt}"
 
-    def _first(self, task_id: str, row: StartedTask, spec: TaskSpec, step: Step) -> Invocation:
+    def _first(
+        self, task_id: str, row: StartedTask, spec: TaskSpec, step: Step, budget: float | None
+    ) -> Invocation:
         """The first round: a retry resumes the last execution's session when it can."""
+        fresh = Invocation(spec.claude.instructions, step.session_id, False, budget)
         if row["attempts"] <= 1 and row["requeues"] == 0:
-            return Invocation.fresh(spec, step.session_id)
+            return fresh
         previous = self.store.previous_execution(task_id, step.execution_id)
         chosen = plan(previous, host=self.host, enabled=spec.retry.resume)
         step.note = chosen.note
         if chosen.session is None or previous is None:
-            return Invocation.fresh(spec, step.session_id)
+            return fresh
         self.store.resuming(step.execution_id, chosen.session, chosen.resumed_from)
         step.resumed_from = chosen.resumed_from
         prompt = carry_on_prompt(previous["reason"])
-        return Invocation(
-            prompt, chosen.session, resume=True, budget_usd=spec.claude.max_budget_usd
-        )
+        return Invocation(prompt, chosen.session, resume=True, budget_usd=budget)
 
     async def _claude(
         self,

@@ -12,6 +12,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from claudomator.records import Event, Task
 from claudomator.service import Claudomator
@@ -27,6 +28,7 @@ class Run:
         states = {t["id"]: t["state"] for t in service.tasks(ids=task_ids, limit=None)}
         self.open = {t for t in task_ids if states.get(t) not in FINAL_STATES}
         self._told = ""  # why nothing starts, said once
+        self.guarded = False  # a guard paused the pool: nothing more starts until resumed
 
     def _follow(self, event: Event) -> None:
         if event.get("task_id") in self.ids:
@@ -39,6 +41,9 @@ class Run:
         service = self.service
         gate = service.pool_gate.check(by_hand=False)  # money and rate limits hold `run` too
         if not gate.open:
+            # a failed authentication or the billing lane: no waiting it out here; what is
+            # left stays QUEUED for `claudomator resume` (and a serve) once it is fixed
+            self.guarded = bool(service.store.pool_state().get("guard"))
             if gate.reason != self._told:  # say once why nothing starts, and until when
                 self._told = gate.reason
                 service.publisher.tell(
@@ -65,7 +70,7 @@ class Run:
             await service.pool.run(
                 self._start,
                 service.lifecycle.execute,
-                lambda: not self.open,
+                lambda: not self.open or (self.guarded and not service.pool.running),
                 tick=service.lifecycle.check_cancels,
             )
         finally:
@@ -92,26 +97,41 @@ def run_files(
     *,
     fail_on_rate_limit: bool = False,
     on_event: Callable[[Event], None] | None = None,
-) -> list[Task]:
+) -> Ran:
     """Record the files' tasks (all or none), run them until all are final (SIGINT/SIGTERM:
-    cancel cleanly), and return them in order. `on_event` hears each event from the first
-    start on."""
+    cancel cleanly), and return them in order, with the signal that interrupted them if one
+    did. `on_event` hears each event from the first start on."""
     if fail_on_rate_limit:
         service.lifecycle.max_requeues = 0
     return asyncio.run(_run_files(service, files, on_event))
 
 
+class Ran(NamedTuple):
+    """What `run_files` ran: its tasks in order, and the signal that interrupted them (None:
+    they all ended by themselves)."""
+
+    tasks: list[Task]
+    stopped_by: int | None
+
+
 async def _run_files(
     service: Claudomator, files: list[Path], on_event: Callable[[Event], None] | None
-) -> list[Task]:
+) -> Ran:
     ids = service.submit_files(files, source="run")
     service.recovery.end_orphans()
     run = Run(service, ids)
     if on_event is not None:  # told before the first start publishes anything
         service.publisher.listeners.append(on_event)
     loop = asyncio.get_running_loop()
+    stopped_by: list[int] = []
+    interrupting: list[asyncio.Future[None]] = []
+
+    def interrupt(signum: int) -> None:
+        stopped_by.append(signum)
+        interrupting.append(asyncio.ensure_future(run.interrupt("interrupted")))
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(run.interrupt("interrupted")))
+        loop.add_signal_handler(sig, interrupt, sig)
     try:
         await run.until_final()
     finally:
@@ -119,7 +139,7 @@ async def _run_files(
             loop.remove_signal_handler(sig)
         if on_event is not None:
             service.publisher.listeners.remove(on_event)
-    return service.tasks(ids=ids, limit=None)[::-1]
+    return Ran(service.tasks(ids=ids, limit=None)[::-1], stopped_by[0] if stopped_by else None)
 
 
-__all__ = ["Run", "run_files"]
+__all__ = ["Ran", "Run", "run_files"]

@@ -23,10 +23,11 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from claudomator.billing import refusal
 from claudomator.command import Invocation, build_argv, build_env
 from claudomator.config import Config
 from claudomator.datadir import DIR_MODE, append_private
@@ -61,10 +62,13 @@ class RunResult:
 
 @dataclass
 class _Seen:
-    """When claude was spawned and when its stdout last ended a line (event loop clock)."""
+    """When claude was spawned and when its stdout last ended a line (event loop clock); why it
+    must be stopped at once, when its init line says it would bill outside the lane."""
 
     spawned_at: float
     last_line_at: float | None = None
+    refused: str = ""
+    refusing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -174,7 +178,9 @@ class Runner:
         tail: collections.deque[bytes] = collections.deque()
         seen = _Seen(asyncio.get_running_loop().time())
         readers = [
-            asyncio.create_task(self._read_stdout(proc, out_fd, state, on_progress, seen)),
+            asyncio.create_task(
+                self._read_stdout(proc, out_fd, state, self._lane_check(on_progress, seen), seen)
+            ),
             asyncio.create_task(self._read_stderr(proc, err_fd, tail, self.secrets)),
             asyncio.create_task(self._write_stdin(proc, asked.prompt.encode())),
         ]
@@ -192,7 +198,10 @@ class Runner:
             killed = await self._watch(
                 proc, timeout, (watch, seen, state), exited, ended, cancelled, readers[0]
             )
-            if killed is not None:
+            if killed == "billing":  # before any API call: nothing to report, no time to give
+                kill_tree(process_tree(proc.pid, execution_id))
+                await asyncio.wait({exited}, timeout=5)
+            elif killed is not None:
                 await self._stop(proc, execution_id, exited)
             else:
                 # a process that leaves a child holding stdout must not hold us
@@ -221,6 +230,7 @@ class Runner:
             rate_limit_status=state.rate_limit_status,
             rate_limit_resets_at=state.rate_limit_resets_at,
             watch=watch,
+            refused=seen.refused,
         )
         return RunResult(decide(ending), state, proc.returncode, proc.pid, stderr_tail)
 
@@ -235,57 +245,81 @@ class Runner:
         stdout: asyncio.Task[None],
     ) -> Killed | None:
         """None once claude exited by itself; else why it must be stopped: a cancel, the timeout
-        (`timeout_s` from now; 0 is none), a watchdog (`watched`: no start, a stall), or a stdout
-        closed while the process stays."""
+        (`timeout_s` from now; 0 is none), its init line outside the billing lane, a watchdog
+        (`watched`: no start, a stall), or a stdout closed while the process stays."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s if timeout_s else math.inf
         closed_at = math.inf  # when stdout reached EOF
         watch, seen, state = watched
-        waiting: set[asyncio.Task[Any]] = {exited, ended, cancelled, stdout}
-        while True:
-            due = next_look(
-                watch,
-                spawned_at=seen.spawned_at,
-                last_line_at=seen.last_line_at,
-                initialized=state.initialized,
+        refusing = asyncio.create_task(seen.refusing.wait())
+        waiting: set[asyncio.Task[Any]] = {exited, ended, cancelled, stdout, refusing}
+        try:
+            while True:
+                due = next_look(
+                    watch,
+                    spawned_at=seen.spawned_at,
+                    last_line_at=seen.last_line_at,
+                    initialized=state.initialized,
+                )
+                if closed_at < math.inf:  # its stdout is closed: only the EOF grace applies
+                    due = math.inf
+                limit = min(deadline, closed_at + EOF_GRACE_S, due) - loop.time()
+                done, _ = await asyncio.wait(
+                    waiting,
+                    timeout=None if limit == math.inf else max(limit, 0.0),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if exited in done or ended in done:
+                    return None
+                if cancelled in done:
+                    return "cancel"
+                if refusing in done:
+                    return "billing"
+                if stdout in done:
+                    waiting.discard(stdout)
+                    if stdout.exception() is None:
+                        closed_at = loop.time()
+                    continue
+                # a time limit: a claude that exited before we looked (this process was
+                # stopped, or busy) ended by itself and is recorded so, not stopped after the fact
+                if _has_exited(proc):
+                    await asyncio.wait({ended}, timeout=1.0)
+                    return None
+                now = loop.time()
+                if now >= deadline:
+                    return "timeout"
+                if now >= closed_at + EOF_GRACE_S:
+                    return "stdout_closed"
+                hang = hung(
+                    watch,
+                    now=now,
+                    spawned_at=seen.spawned_at,
+                    last_line_at=seen.last_line_at,
+                    initialized=state.initialized,
+                )
+                if hang is not None and closed_at == math.inf:
+                    return hang
+                # a line came meanwhile (or the init): look again with the new deadline
+        finally:
+            refusing.cancel()
+
+    def _lane_check(
+        self, on_progress: Callable[[Progress, StreamState], None] | None, seen: _Seen
+    ) -> Callable[[Progress, StreamState], None]:
+        """`on_progress`, and at the init line the billing lane's verdict: outside it, claude is
+        stopped at once (`seen.refusing`), before its first API call."""
+
+        def told(progress: Progress, state: StreamState) -> None:
+            refused = progress.kind == "started" and refusal(
+                self.config.billing, state.api_key_source
             )
-            if closed_at < math.inf:  # its stdout is closed: only the EOF grace applies
-                due = math.inf
-            limit = min(deadline, closed_at + EOF_GRACE_S, due) - loop.time()
-            done, _ = await asyncio.wait(
-                waiting,
-                timeout=None if limit == math.inf else max(limit, 0.0),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if exited in done or ended in done:
-                return None
-            if cancelled in done:
-                return "cancel"
-            if stdout in done:
-                waiting.discard(stdout)
-                if stdout.exception() is None:
-                    closed_at = loop.time()
-                continue
-            # a time limit: a claude that exited before we looked (this process was stopped, or
-            # busy) ended by itself and is recorded so, not stopped after the fact
-            if _has_exited(proc):
-                await asyncio.wait({ended}, timeout=1.0)
-                return None
-            now = loop.time()
-            if now >= deadline:
-                return "timeout"
-            if now >= closed_at + EOF_GRACE_S:
-                return "stdout_closed"
-            hang = hung(
-                watch,
-                now=now,
-                spawned_at=seen.spawned_at,
-                last_line_at=seen.last_line_at,
-                initialized=state.initialized,
-            )
-            if hang is not None and closed_at == math.inf:
-                return hang
-            # a line came meanwhile (or the init): look again with the new deadline
+            if refused and not seen.refused:
+                seen.refused = refused
+                seen.refusing.set()
+            if on_progress is not None:
+                on_progress(progress, state)
+
+        return told
 
     async def _stop(
         self, proc: asyncio.subprocess.Process, execution_id: str, exited: asyncio.Task[int]

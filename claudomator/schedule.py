@@ -36,10 +36,20 @@ def after_execution(
     max_requeues: int,
     now: float,
     jitter: float,
+    guard: str | None = None,
+    spent_usd: float = 0.0,
+    max_cost_usd: float | None = None,
 ) -> After:
     """The task's next state. `jitter` in [0, 1) spreads retries; rate limits requeue without
-    using an attempt until `max_requeues`; FAILED (and TIMED_OUT when asked) retry with
-    exponential back-off while attempts remain; BUDGET_EXCEEDED and CANCELLED never retry."""
+    using an attempt until `max_requeues`; so does a failed authentication (`guard` "auth": the
+    pool is paused until resumed by hand), at once; a run outside the billing lane (`guard`
+    "billing") is never retried; FAILED (and TIMED_OUT when asked) retry with exponential
+    back-off while attempts remain and the task's executions together (`spent_usd`) have not
+    spent `max_cost_usd`; BUDGET_EXCEEDED and CANCELLED never retry."""
+    if guard == "auth" and outcome_state is State.FAILED:
+        return After(State.QUEUED, f"requeued: {reason}", now, requeue=True)
+    if guard == "billing":
+        return After(outcome_state, reason)
     if rate_limited and outcome_state is State.FAILED and requeues < max_requeues:
         if resets_at and resets_at > now:
             until = resets_at
@@ -49,6 +59,12 @@ def after_execution(
     retryable = outcome_state is State.FAILED or (
         outcome_state is State.TIMED_OUT and retry_timeouts
     )
+    if retryable and attempts < max_attempts and max_cost_usd and spent_usd >= max_cost_usd:
+        return After(
+            outcome_state,
+            f"{reason}; no retry: its executions spent ${spent_usd:.2f} of retry.max_cost_usd "
+            f"${max_cost_usd:.2f}",
+        )
     if retryable and attempts < max_attempts:
         delay = backoff_s * 2 ** (attempts - 1) * (1 + 0.25 * jitter)
         return After(
@@ -86,9 +102,10 @@ def pool_gate(
     free_bytes: int | None = None,
 ) -> Gate:
     """From the stored pool state: paused by hand or draining (unless `by_hand` is False: `run`
-    answers to its own user), a data dir without room for logs and records (`free_bytes`
-    below MIN_FREE_BYTES), a rate-limit pause, the daily budget."""
-    if by_hand and state.get("paused"):
+    answers to its own user), paused by a guard (a failed authentication, the billing lane:
+    `run` too), a data dir without room for logs and records (`free_bytes` below
+    MIN_FREE_BYTES), a rate-limit pause, the daily budget."""
+    if state.get("paused") and (by_hand or state.get("guard")):
         return Gate(False, str(state.get("reason") or "paused"))
     if by_hand and state.get("draining"):
         return Gate(False, "draining")

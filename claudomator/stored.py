@@ -35,6 +35,8 @@ class StoredTask(TypedDict):
     source_path: str
     provenance_json: str
     file_id: str  # the spool file it came from, if any
+    batch_id: str
+    batch_budget_usd: float
     not_before: float
     sort_key: float
     created_at: float
@@ -140,6 +142,7 @@ class PoolState(TypedDict, total=False):
 
     paused: bool
     reason: str
+    guard: str  # "auth" | "billing": paused by a guard, not by hand ("" or absent: not)
     draining: bool
     rate_limited_until: float
     rate_limit_reason: str
@@ -164,6 +167,8 @@ class StartedTask(RetryCounts):
     file_id: str
     cost: float  # its executions' cost so far
     config_json: str  # its TaskSpec as JSON
+    batch_id: str  # its batch, when the batch has a budget ("": none)
+    batch_budget_usd: float
 
 
 class AdmissionRound(Protocol):

@@ -57,6 +57,7 @@ class StreamState:
     """Everything learnt so far from one execution's stdout; one per execution."""
 
     initialized: bool = False  # its system/init line came
+    api_key_source: str | None = None  # what it would bill, from that line
     session_id: str | None = None
     cli_version: str | None = None
     model: str | None = None
@@ -121,6 +122,7 @@ def _on_system(state: StreamState, msg: JSONObject) -> Progress | None:
     subtype = msg.get("subtype")
     if subtype == "init":
         state.initialized = True
+        state.api_key_source = as_str(msg.get("apiKeySource"))
         state.session_id = as_str(msg.get("session_id")) or state.session_id
         state.model = as_str(msg.get("model")) or state.model
         state.cli_version = as_str(msg.get("claude_code_version")) or state.cli_version

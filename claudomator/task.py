@@ -86,6 +86,13 @@ class RetryPolicy(_Strict):
     )
     backoff: Duration = Field(30.0, description="wait before the first retry; doubles per attempt")
     on_timeout: bool = Field(False, description="also retry TIMED_OUT")
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="automatic retries stop once the task's executions together spent this",
+    )
     resume: bool = Field(
         True,
         description="a retry resumes the last execution's claude session when it is on this "
@@ -154,6 +161,13 @@ class TaskSpec(_Strict):
 class BatchSpec(_Strict):
     """A batch file: `tasks:` with optional `defaults:` merged into each."""
 
+    budget_usd: float | None = Field(
+        None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="hard money limit for all the batch's tasks' executions together",
+    )
     defaults: JSONObject = Field(default_factory=dict)
     tasks: list[TaskSpec] = Field(min_length=1)
 

@@ -14,7 +14,7 @@ from claudomator.errors import FieldError
 from claudomator.task import TaskSpec, ValidationError
 from claudomator.taskdoc import INVALID, Abort, Doc, FieldPath, describe, dotted, short
 
-BATCH_KEYS = ("defaults", "tasks")
+BATCH_KEYS = ("budget_usd", "defaults", "tasks")
 
 KnownName = Callable[[str], bool]
 Unknown = Literal["warn", "error"]
@@ -28,6 +28,7 @@ class ParsedFile:
     tasks: list[TaskSpec]  # defaults already merged
     is_batch: bool
     warnings: list[FieldError]  # FieldError(warning=True, ...)
+    budget_usd: float | None = None  # a batch's `budget_usd`: its tasks' executions together
 
 
 def build(root: object, doc: Doc, known_name: KnownName | None, unknown: Unknown) -> ParsedFile:
@@ -50,7 +51,21 @@ def build(root: object, doc: Doc, known_name: KnownName | None, unknown: Unknown
     _check_names(doc, specs, defaults, known_name, unknown)
     if any(not e.warning for e in doc.errors):
         raise Abort
-    return ParsedFile(doc.path, [spec for _, _, spec in specs], is_batch, doc.fail().errors)
+    budget = _budget(root, doc) if is_batch else None
+    if any(not e.warning for e in doc.errors):
+        raise Abort
+    return ParsedFile(doc.path, [spec for _, _, spec in specs], is_batch, doc.fail().errors, budget)
+
+
+def _budget(root: dict[str, object], doc: Doc) -> float | None:
+    """A batch's `budget_usd`: a number > 0 (not a boolean, not a string), or none."""
+    value = root.get("budget_usd")
+    if value is None or value is INVALID:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        doc.error(("budget_usd",), f"expected a number of dollars > 0, got {describe(value)}")
+        return None
+    return float(value)
 
 
 def _layout(root: dict[str, object], doc: Doc) -> tuple[dict[str, object], list[Any]]:

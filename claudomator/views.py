@@ -83,7 +83,9 @@ class Views:
     def status(self) -> Status:
         """Counts by state, running executions, the pool, today's spend, the nodes."""
         return self.reader.status(
-            daily_budget_usd=self.config.daily_budget_usd, slots=self.config.max_concurrency
+            daily_budget_usd=self.config.daily_budget_usd,
+            slots=self.config.max_concurrency,
+            tag_budgets=self.config.tag_budgets,
         )
 
     def nodes(self) -> list[Node]:

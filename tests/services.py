@@ -4,7 +4,7 @@ configures it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from claudomator.config import load_config
@@ -36,4 +36,16 @@ def run_pool(service: Claudomator, task_ids: Sequence[str], timeout_s: float = 6
     service.node.join("serve")
     lifecycle = service.lifecycle
     running = service.pool.run(lifecycle.start, lifecycle.execute, done, 0.05)
+    asyncio.run(asyncio.wait_for(running, timeout_s))
+
+
+def serve_until(service: Claudomator, until: Callable[[], bool], timeout_s: float = 30) -> None:
+    """The pool as `serve` runs it (the gate checked before each start) until `until()`."""
+    service.node.join("serve")
+    lifecycle = service.lifecycle
+
+    def start(n: int) -> list[str]:
+        return lifecycle.start(n) if service.gate().open else []
+
+    running = service.pool.run(start, lifecycle.execute, until, 0.05)
     asyncio.run(asyncio.wait_for(running, timeout_s))

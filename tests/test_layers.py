@@ -15,18 +15,25 @@ PACKAGE = Path(__file__).resolve().parent.parent / "claudomator"
 # modules of its own layer or below, and no import cycle exists, not even a TYPE_CHECKING one.
 LAYER = {
     **dict.fromkeys(["cli", "cli.__main__", "cli.commands", "cli.render", "serve"], 3),
-    **dict.fromkeys(["cli.context", "cli.workspaces"], 3),
+    **dict.fromkeys(["cli.context", "cli.workspaces", "cli.doctor"], 3),
+    **dict.fromkeys(["cli.demo", "cli.terminal"], 3),
     **dict.fromkeys(["api", "api.access", "api.app", "api.cache", "api.context", "api.errors"], 3),
     **dict.fromkeys(["api.executions", "api.logs", "api.masking", "api.openapi", "api.page"], 3),
     **dict.fromkeys(["api.pool", "api.server", "api.shapes", "api.status", "api.tasks"], 3),
     **dict.fromkeys(["api.diffs", "api.ws", "api.ws_feed"], 3),
     **dict.fromkeys(["service", "run", "recovery", "lifecycle", "node", "intake", "ingest"], 2),
     **dict.fromkeys(["pool", "dependents", "gate", "publisher", "faults", "views"], 2),
-    **dict.fromkeys(["workspaces", "inventory", "rounds", "checks", "progress"], 2),
+    **dict.fromkeys(["workspaces", "inventory", "rounds", "checks", "progress", "doctor"], 2),
+    **dict.fromkeys(["finish"], 2),
     **dict.fromkeys(["store", "store.database", "store.db", "store.dependencies"], 1),
     **dict.fromkeys(["store.events", "store.executions", "store.files", "store.nodes"], 1),
     **dict.fromkeys(["store.pool_state", "store.reader", "store.relay", "store.rows"], 1),
-    **dict.fromkeys(["store.schema", "store.sources", "store.sql", "store.tasks"], 1),
+    **dict.fromkeys(
+        ["store.schema", "store.sources", "store.sql", "store.tasks", "store.spend"], 1
+    ),
+    **dict.fromkeys(["store.rounds"], 1),
+    **dict.fromkeys(["demo"], 2),
+    **dict.fromkeys(["claude_standin"], 0),  # a program `claudomator demo` runs, stdlib only
     **dict.fromkeys(["sources", "sources.git", "sources.gitapply", "sources.gitcmd"], 1),
     **dict.fromkeys(["sources.gitfetch", "sources.gitpass", "sources.gitreport"], 1),
     **dict.fromkeys(["sources.inbox", "sources.links", "sources.watch"], 1),
@@ -37,7 +44,7 @@ LAYER = {
     **dict.fromkeys(["config_sources", "datadir", "schedule", "duration", "ids", "secret"], 0),
     **dict.fromkeys(["failpoint", "token", "stream", "streamjson", "outcome", "transcript"], 0),
     **dict.fromkeys(["command", "workdir", "sources.gitplan", "records", "stored", "workspace"], 0),
-    **dict.fromkeys(["resume", "verification", "watchdog"], 0),
+    **dict.fromkeys(["resume", "verification", "watchdog", "billing", "diagnosis", "budget"], 0),
 }
 # third-party library -> the modules (or packages) that own it; structlog is everyone's
 OWNERS: dict[str, str | tuple[str, ...]] = {

@@ -275,7 +275,7 @@ def test_a_second_process_cannot_take_a_live_node_id(
 ADDED = {
     ("executions", "owner_node"), ("files", "node"), ("files", "fingerprint"),
     ("executions", "workspace_json"), ("executions", "round"), ("executions", "resumed_from"),
-    ("executions", "verify_json"),
+    ("executions", "verify_json"), ("tasks", "batch_id"), ("tasks", "batch_budget_usd"),
 }  # fmt: skip
 
 

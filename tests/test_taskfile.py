@@ -86,7 +86,9 @@ def test_task_file_every_field(tmp_path: Path) -> None:
     assert task.timeout == 900.0
     assert task.priority == "high"
     assert task.depends_on == ["build"]
-    assert task.retry == RetryPolicy(max_attempts=3, backoff=30.0, on_timeout=True, resume=True)
+    assert task.retry == RetryPolicy(
+        max_attempts=3, backoff=30.0, on_timeout=True, max_cost_usd=None, resume=True
+    )
 
 
 def test_minimal_task_gets_defaults(tmp_path: Path) -> None:

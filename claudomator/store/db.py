@@ -6,8 +6,10 @@ part per table over one database.
      ├ Dependencies      store.dependencies  `depends_on` resolved; who waits for whom
      │ └ Tasks           store.tasks         recording tasks, compare-and-set changes, the pick
      │   ├ Executions    store.executions    QUEUED → RUNNING + an execution row, finish, cancel
+     │   │ └ Rounds      store.rounds        an attempt's later executions: resumes, rounds
      │   └ Files         store.files         the spool's files; ingesting a claimed file
      ├ Sources           store.sources       each node's progress on its git sources
+     ├ Spend             store.spend         money spent by a tag today, by a batch
      └ PoolState         store.pool_state    the stored pool state (paused, draining)
 
 The parts are mixins over the real base class `Database` (each one typed against it, so its
@@ -23,14 +25,15 @@ from pathlib import Path
 
 from claudomator.records import Event
 from claudomator.store.events import Events, event_type
-from claudomator.store.executions import Executions
 from claudomator.store.files import Files
 from claudomator.store.pool_state import PoolState
+from claudomator.store.rounds import Rounds
 from claudomator.store.sources import Sources
+from claudomator.store.spend import Spend
 from claudomator.store.tasks import NewTask
 
 
-class Store(Executions, Files, Sources, PoolState, Events):
+class Store(Rounds, Files, Sources, Spend, PoolState, Events):
     """One database, safe to share between processes: a SQLite file (WAL, busy timeout,
     immediate write locks) or a PostgreSQL URL (`postgresql+psycopg://user@host:5432/db`)."""
 

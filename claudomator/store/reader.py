@@ -19,6 +19,7 @@ from typing import Any, cast
 from claudomator.config_values import is_postgresql_url, mask_url
 from claudomator.errors import StoreError
 from claudomator.records import (
+    BatchBudget,
     Costs,
     Event,
     Execution,
@@ -26,6 +27,7 @@ from claudomator.records import (
     NodeRunning,
     Running,
     Status,
+    TagBudget,
     Task,
     TaskDetail,
 )
@@ -44,6 +46,7 @@ from claudomator.store.sql import (
     STORED_VERSION,
     clock,
     pool_state_from,
+    tagged,
     task_cost,
 )
 from claudomator.stored import PoolState, StoredSource
@@ -156,7 +159,7 @@ class Reader:
             params.append(state)
         if tag:
             where.append("t.tags_json LIKE ? ESCAPE '\\'")
-            params.append('%"' + _like_escape(tag.replace('"', '\\"')) + '"%')
+            params.append(tagged(tag))  # as tags_json holds it: JSON, non-ASCII escaped
         if priority:
             where.append("t.priority = ?")
             params.append(priority)
@@ -197,7 +200,35 @@ class Reader:
                 [task_id],
             )
         ]
-        return task_detail(rows[0], rows[0]["cost"], executions)
+        detail = task_detail(rows[0], rows[0]["cost"], executions)
+        detail["batch"] = self._batch(task_id)
+        return detail
+
+    def _batch(self, task_id: str) -> BatchBudget | None:
+        """The budget of the task's batch, with what the batch spent; None without one."""
+        rows = self._rows(
+            "SELECT t.batch_id AS id, t.batch_budget_usd AS budget, (SELECT COALESCE(SUM("
+            "e.cost_usd), 0) FROM executions e JOIN tasks b ON b.id = e.task_id WHERE "
+            "b.batch_id = t.batch_id) AS spent FROM tasks t WHERE t.id = ? AND t.batch_id != ''",
+            [task_id],
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return {"id": row["id"], "budget_usd": row["budget"], "spent_usd": round(row["spent"], 10)}
+
+    def tag_spend(self, caps: Sequence[tuple[str, float]], since: float) -> list[TagBudget]:
+        """Each capped tag's spend since `since` (the executions started since), with its cap."""
+        found: list[TagBudget] = []
+        for tag, cap in caps:
+            rows = self._rows(
+                "SELECT COALESCE(SUM(e.cost_usd), 0) AS spent FROM executions e JOIN tasks t "
+                "ON t.id = e.task_id WHERE e.started_at >= ? AND t.tags_json LIKE ? ESCAPE '\\'",
+                [since, tagged(tag)],
+            )
+            spent = float(rows[0]["spent"]) if rows else 0.0
+            found.append({"tag": tag, "budget_usd": cap, "spent_usd": round(spent, 10)})
+        return found
 
     def execution(self, execution_id: str) -> Execution | None:
         rows = self._rows(
@@ -212,7 +243,13 @@ class Reader:
         )
         return execution_json(rows[0]) if rows else None
 
-    def status(self, *, daily_budget_usd: float, slots: int) -> Status:
+    def status(
+        self,
+        *,
+        daily_budget_usd: float,
+        slots: int,
+        tag_budgets: Sequence[tuple[str, float]] = (),
+    ) -> Status:
         """What `claudomator status` and `GET /api/status` show: counts by state, running tasks,
         today's spend (local day) against the budget, the pool (paused, why, until when; the
         slots of every live node, else `slots`) and the nodes."""
@@ -241,6 +278,7 @@ class Reader:
                 "busy": len(running),
             },
             "nodes": nodes,
+            "tag_budgets": self.tag_spend(tag_budgets, start_of_today()),
         }
 
     def pool_state(self) -> PoolState:
@@ -273,10 +311,15 @@ class Reader:
             for r in rows
         ]
 
+    def schema_version(self) -> int | None:
+        """The schema version the database says it has (None: no database or schema yet)."""
+        rows = self._rows(STORED_VERSION)
+        return int(rows[0]["value"]) if rows else None
+
     def outdated(self) -> bool:
         """Whether the database has an older schema than this reader reads (migrate it first)."""
-        rows = self._rows(STORED_VERSION)
-        return bool(rows) and int(rows[0]["value"]) < SCHEMA_VERSION
+        version = self.schema_version()
+        return version is not None and version < SCHEMA_VERSION
 
     def clock(self) -> float:
         """The database's time: leases are judged by it (the hosts' clocks may differ). A SQLite

@@ -71,6 +71,7 @@ def task_detail(row: RowLike, cost_usd: float, executions: list[Execution]) -> T
         "not_before": iso(row["not_before"]),
         "provenance": json.loads(row["provenance_json"]) or None,
         "executions": executions,
+        "batch": None,  # the reader adds it
     }
 
 

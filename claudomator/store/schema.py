@@ -35,6 +35,9 @@ class TaskRow(SQLModel, table=True):
     # where a git task came from: {"commit", "author", "committed_at", "path", "blob"}
     provenance_json: str = "{}"
     file_id: str = Field(default="", index=True)  # the spool file it came from, if any
+    # a batch with a `budget_usd`: its first task's id, and that budget (0: none)
+    batch_id: str = Field(default="", index=True)
+    batch_budget_usd: float = 0.0
     not_before: float = 0.0  # epoch seconds: retry back-off
     # when it was queued + rank * aging: a waiting task rises one priority level per aging interval
     sort_key: float = 0.0
@@ -208,6 +211,11 @@ MIGRATIONS: dict[int, list[str | type[SQLModel]]] = {
         "ALTER TABLE executions ADD COLUMN round INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE executions ADD COLUMN resumed_from VARCHAR NOT NULL DEFAULT ''",
         "ALTER TABLE executions ADD COLUMN verify_json VARCHAR NOT NULL DEFAULT ''",
+    ],
+    6: [
+        "ALTER TABLE tasks ADD COLUMN batch_id VARCHAR NOT NULL DEFAULT ''",
+        "ALTER TABLE tasks ADD COLUMN batch_budget_usd FLOAT NOT NULL DEFAULT 0",
+        "CREATE INDEX ix_tasks_batch_id ON tasks (batch_id)",
     ],
 }
 

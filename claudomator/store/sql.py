@@ -14,7 +14,7 @@ from claudomator.stored import PoolState
 
 # The schema `store.schema` declares: its MIGRATIONS bring any older database to it; the reader
 # reads this one (a database older than it is migrated first, see `Reader.outdated`).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # rows of the `meta` table (key, value)
 STORED_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
@@ -38,3 +38,10 @@ def task_cost(tasks: str) -> str:
     """A task's cost so far (the sum over its executions), as a scalar subquery; `tasks` names the
     tasks table in the enclosing statement (an alias, or `tasks` in an UPDATE's RETURNING)."""
     return f"(SELECT COALESCE(SUM(e.cost_usd), 0) FROM executions e WHERE e.task_id = {tasks}.id)"
+
+
+def tagged(tag: str) -> str:
+    """The LIKE pattern (escape character backslash) of a tags list (`tags_json`: a JSON array
+    of strings) holding `tag`."""
+    quoted = json.dumps(tag)
+    return "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -46,6 +46,7 @@ class NewTask:
     held: bool = False  # PENDING until `run`
     dispatcher: str = ""
     provenance_json: str = "{}"
+    batch_budget_usd: float = 0.0  # its batch's budget_usd (0: none), the batch's tasks together
 
 
 class Tasks(Dependencies):
@@ -70,6 +71,8 @@ class Tasks(Dependencies):
         events: list[Event] = []
         now = time.time()
         extra = {"file_id": file_id} if file_id else {}
+        # a batch with a budget is its first task's id on each of its tasks
+        batch = ids[0] if any(t.batch_budget_usd for t in tasks) else ""
         for task, task_id in zip(tasks, ids, strict=True):
             dep_ids, waiting = self._resolve(conn, task.name, task.depends_on, in_file)
             state = State.PENDING if task.held or waiting else State.QUEUED
@@ -91,6 +94,8 @@ class Tasks(Dependencies):
                     "source_path": task.source_path,
                     "provenance_json": task.provenance_json,
                     "file_id": file_id,
+                    "batch_id": batch,
+                    "batch_budget_usd": task.batch_budget_usd,
                     "dispatcher": task.dispatcher,
                     "sort_key": now + task.priority_rank * self.aging_s,
                     "created_at": now,

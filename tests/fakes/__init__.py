@@ -81,6 +81,7 @@ _INSTANT = "\n".join(
     [
         "#!/bin/sh",
         "# instant fake claude: reads stdin to EOF, prints an init and a success result, exit 0",
+        'if [ "$1" = --version ]; then echo "2.1.197 (Claude Code)"; exit 0; fi',
         "cat >/dev/null",
         "sid=00000000-0000-4000-8000-000000000000",
         "prev=",
@@ -100,7 +101,8 @@ def make_instant_claude(dir: Path) -> Path:
     """Write an executable ``claude`` in `dir`: POSIX sh, ``cat`` and ``printf`` only.
 
     It reads stdin to EOF, then prints a valid ``system/init`` line and a ``success`` result
-    line (session id from ``--session-id`` when given) and exits 0.
+    line (session id from ``--session-id`` when given) and exits 0; ``--version`` prints the
+    version alone, as the real CLI.
     """
     return _write_executable(Path(dir) / "claude", _INSTANT)
 

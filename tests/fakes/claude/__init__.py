@@ -51,6 +51,8 @@ error_during_execution  Text, then an ``error_during_execution`` result with ``e
 api_error               A synthetic assistant line with ``error`` and a result ``success`` with
                         ``is_error: true`` and ``api_error_status`` = ``status`` (401, 402, 429,
                         500, 529 or ``null``); ``retries`` api_retry lines first.
+not_logged_in           No credentials: the assistant line's ``error`` authentication_failed, then
+                        the result ``Not logged in · Please run /login`` (``is_error``, no status).
 rate_limit              A ``rate_limit_event`` (status ``rejected``, ``resetsAt``), then the 429
                         api_error result. (Constructed: the real CLI emits it for subscribers.)
 huge_line               A Bash turn whose user tool_result line is about ``mb`` MiB.
@@ -86,7 +88,8 @@ echo_env                One text answer: JSON ``{"cwd": ..., "env": {NAME: value
 Parameters (defaults in brackets): text [scenario's own], cost [from token usage], turns [3],
 status [529], retries [0], resets_at [now + 1 h], mb [2 for huge_line, 10 for stream], line_kb
 [4], sleep_s [30], pidfile [grandchild.pid], keep_stdout [0], kill_children [1], vars [all],
-message [scenario's own], exit [1], startup_s [0: pause before init], linger_s [0: after the
+message [scenario's own], exit [1], api_key_source [the init line's ``apiKeySource``:
+``ANTHROPIC_API_KEY`` when that variable is set, else ``none``], startup_s [0: pause before init], linger_s [0: after the
 last line, close stdout and keep running this long, as a CLI stuck after its output; a signal
 then ends it at once], edit [none: ``path=text``, ``text`` and a newline appended to that file of
 the working folder before the run], resume_edit [none: the same as edit, but only in a run

@@ -36,8 +36,8 @@ class Recorder:
     def write(self, **fields: Any) -> None:
         """Update the record with `fields` and write it (atomically; renamed when the session
         id changed); nothing without $FAKE_CLAUDE_RECORD."""
-        if not self.dir:
-            return
+        if not self.dir or self.data["args"] in (["--version"], ["-v"]):
+            return  # a version probe (`claudomator doctor`, serve's start) runs nothing
         self.data.update(fields)
         sid = self.data["session_id"]
         if not sid or not is_uuid(sid):

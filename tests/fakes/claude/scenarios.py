@@ -164,6 +164,11 @@ def sc_api_error(run: Run, params: dict[str, str]) -> NoReturn:
     run.api_error(status, params.get("message") or text, error)
 
 
+def sc_not_logged_in(run: Run, params: dict[str, str]) -> NoReturn:
+    """No credentials at all, as 2.1.197 ends then: authentication_failed, no status."""
+    run.api_error(None, "Not logged in · Please run /login", "authentication_failed")
+
+
 def sc_rate_limit(run: Run, params: dict[str, str]) -> NoReturn:
     resets_at = int(params.get("resets_at") or int(time.time()) + 3600)
     run.emit(
@@ -408,6 +413,7 @@ SCENARIOS: dict[str, Callable[[Run, dict[str, str]], NoReturn] | None] = {
     "error_max_budget_usd": sc_error_max_budget_usd,
     "error_during_execution": sc_error_during_execution,
     "api_error": sc_api_error,
+    "not_logged_in": sc_not_logged_in,
     "rate_limit": sc_rate_limit,
     "huge_line": sc_huge_line,
     "garbage": sc_garbage,

@@ -87,7 +87,8 @@ class Stream:
                 "model": self.model,
                 "permissionMode": self.permission_mode,
                 "slash_commands": [*SKILLS, *COMMANDS],
-                "apiKeySource": "ANTHROPIC_API_KEY" if has_key else "none",
+                "apiKeySource": self.params.get("api_key_source")
+                or ("ANTHROPIC_API_KEY" if has_key else "none"),
                 "claude_code_version": VERSION,
                 "output_style": "default",
                 "agents": ["claude", "Explore", "general-purpose", "Plan", "statusline-setup"],
