@@ -3,7 +3,8 @@
 Where things are (imports go down: entry → orchestration → adapters → pure):
 
 - entry: `cli/` (click commands, one call each), `api/` (Litestar routes over the service),
-  `serve.py` (the composition root of `claudomator serve`), `run.py` (`claudomator run`).
+  `serve.py` (the composition root of `claudomator serve`), `run.py` (`claudomator run`);
+  `cli/terminal.py` (tables that fit the terminal, colours).
 - orchestration: `service.py` (the façade: submit, validate, release, cancel, retry,
   pause/resume/drain, views), `lifecycle.py` (an execution from start to its recorded end),
   `rounds.py` (an attempt's executions: claude, its verify checks in `checks.py`, claude resumed),
@@ -11,7 +12,8 @@ Where things are (imports go down: entry → orchestration → adapters → pure
   (what start-up repairs, in order), `node.py` (the cluster: leases, relay),
   `publisher.py` (events to the hub, the mirror, the pool), `dependents.py`, `gate.py`,
   `faults.py`, `intake.py` (claims), `ingest.py` (the one path from a task file to recorded
-  tasks and its place), `pool.py`.
+  tasks and its place), `pool.py`, `demo.py` (`claudomator demo`: a scratch data dir whose
+  claude is `claude_standin.py`, a stand-in program that speaks claude's stream-json).
 - adapters: `store/` (one module per table over `store/database.py`; `store/reader.py` is the
   light stdlib read path), `spool.py` (the folders), `mirror.py` (files follow their tasks),
   `runner.py` + `proctree.py` + `logfiles.py` (claude as a subprocess), `shell.py` (the user's

@@ -3,6 +3,9 @@ the counters only this process knows (WebSocket clients, webhook deliveries).
 
 The store is the truth, so nothing here is counted twice or lost on restart: tasks by state,
 executions and their durations, cost and tokens come from the tables; the pool from `status()`.
+Every series the README lists is there from the first scrape, at 0 until something happens
+(every execution state, every notification result, with no `[[notify]]` too), so a query or an
+alert never meets a missing series.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from claudomator.records import Status
+from claudomator.state import FINAL_STATES, State
 from claudomator.store.reader import Reader
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
+# as a response's media type: Litestar adds the charset to a text/* type itself
+MEDIA_TYPE = CONTENT_TYPE.replace("; charset=utf-8", "")
 DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+EXECUTION_STATES = tuple(s.value for s in State if s is State.RUNNING or s in FINAL_STATES)
+NOTIFY_RESULTS = ("sent", "failed", "dropped")  # the notifier's `stats`
 
 Overview = Callable[[], Status]  # the service's status view
 
@@ -54,8 +62,7 @@ class Metrics:
             "WebSocket clients disconnected for falling too far behind",
             registry=self.registry,
         )
-        if notify_stats is not None:
-            self.registry.register(_NotifyCollector(notify_stats))
+        self.registry.register(_NotifyCollector(notify_stats or dict))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -86,9 +93,12 @@ class _StoreCollector(Collector):
             durations = reader.durations(DURATION_BUCKETS_S)
             queued, oldest = reader.queue()
         totals = [0.0] * 5
+        counts = dict.fromkeys(EXECUTION_STATES, 0)
         for state, count, *sums in by_state:
-            executions.add_metric([state], count)
+            counts[state] = count
             totals = [t + float(s) for t, s in zip(totals, sums, strict=True)]
+        for state, count in counts.items():
+            executions.add_metric([state], count)
         cost.add_metric([], totals[0])
         for kind, value in zip(
             ("input", "output", "cache_read", "cache_creation"), totals[1:], strict=True
@@ -140,6 +150,6 @@ class _NotifyCollector(Collector):
         family = CounterMetricFamily(
             "claudomator_notifications", "Webhook deliveries by result", labels=["result"]
         )
-        for result, count in self.stats().items():
+        for result, count in {**dict.fromkeys(NOTIFY_RESULTS, 0), **self.stats()}.items():
             family.add_metric([result], count)
         yield family

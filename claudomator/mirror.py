@@ -11,6 +11,7 @@ short, `recover` finds it wherever it is and never takes it for a new file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -122,6 +123,16 @@ class Mirror:
             gone.append(row)
         return gone
 
+    def forget_gone(self) -> None:
+        """Files recorded in done/ or rejected/ that are not there any more though no event
+        said so (one moved back to the inbox, or deleted, while the watcher missed it):
+        forgotten with their side file, at every sweep, as `deleted` does when told."""
+        for folder in SIDE_FILE:
+            rows = self.store.files([folder])
+            gone = [r["name"] for r in rows if not self.spool.exists(folder, r["name"])]
+            if gone:
+                self.deleted(folder, gone)
+
     # -- recovery ----------------------------------------------------------------------------
 
     def recover(self) -> None:
@@ -189,8 +200,9 @@ def branch_and_head(executions: Sequence[Execution]) -> tuple[str | None, str | 
 
 
 def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
-    """`<name>.result.json`: every task's state, reason, cost, tokens, executions, logs, and the
-    branch and head its work is on (`branch_and_head`)."""
+    """`<name>.result.json`: where the file came from (a git source's provenance), and every
+    task's state, reason, cost, tokens, executions, logs, and the branch and head its work is on
+    (`branch_and_head`)."""
     out: list[ResultTask] = []
     for t in tasks:
         execs = [execution_json(e) for e in t["executions"]]
@@ -215,7 +227,13 @@ def result_json(row: StoredFile, tasks: list[FileTask]) -> ResultFile:
                 "executions": execs,
             }
         )
-    return {"file": row["rel_path"], "source": row["source"], "tasks": out}
+    provenance = json.loads(row["provenance_json"] or "{}") or None
+    return {
+        "file": row["rel_path"],
+        "source": row["source"],
+        "provenance": provenance,
+        "tasks": out,
+    }
 
 
 __all__ = [

@@ -2,10 +2,11 @@
 beside its pool on one event loop: the inbox watcher and its intake, the git sources, the node's
 lease and relay, webhook notifications and the HTTP API.
 
-What can refuse does so before anything starts: the API (no token off loopback, an address in
-use) when it is built, another `serve` on the same data dir at the dispatcher lock, another live
-process under this node's id when it joins. Then recovery, then the pool until SIGTERM/SIGINT (a
-second signal cancels running executions at once).
+At start it logs what `doctor`'s checks find not ok. What can refuse does so before anything
+starts: the API (no token off loopback, an address in use) when it is built, another `serve` on
+the same data dir at the dispatcher lock, another live process under this node's id when it
+joins. Then recovery, then the pool until SIGTERM/SIGINT (a second signal cancels running
+executions at once).
 """
 
 from __future__ import annotations
@@ -33,26 +34,62 @@ log = structlog.get_logger("claudomator.serve")
 Beside = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until its `stop` is set
 
 
-def serve(service: Claudomator, *, api: bool = True) -> None:
-    """Run `service` as `claudomator serve` until a signal stops it (`api`: with the HTTP API)."""
-    notifier = _notifier(service)
-    server = _api(service, notifier) if api else None  # may refuse: before anything starts
-    beside: list[Beside] = []
-    if notifier is not None:
-        beside.append(
-            lambda stop: notifier.run(service.hub, stop, lambda: not service.pool.running)
-        )
-    if server is not None:
-        beside.append(server.run)
+def serve(
+    service: Claudomator, *, api: bool = True, until: Callable[[], bool] | None = None
+) -> int | None:
+    """Run `service` as `claudomator serve` until a signal stops it (`api`: with the HTTP API;
+    `until`: or until it says so with nothing running). Returns the signal that stopped it.
 
-    async def also(stop: asyncio.Event) -> None:
-        await asyncio.gather(*(run(stop) for run in beside))
-
+    The dispatcher lock comes first: a second `serve` on the data dir is told who serves it
+    before it binds a port or builds anything."""
+    lock = hold_lock(service)
+    server = None
     try:
-        asyncio.run(ServeLoop(service).run(also if beside else None))
+        _look(service, api=api)
+        notifier = _notifier(service)
+        server = _api(service, notifier) if api else None  # may refuse: before anything starts
+        beside: list[Beside] = []
+        if notifier is not None:
+            beside.append(
+                lambda stop: notifier.run(service.hub, stop, lambda: not service.pool.running)
+            )
+        if server is not None:
+            beside.append(server.run)
+
+        async def also(stop: asyncio.Event) -> None:
+            await asyncio.gather(*(run(stop) for run in beside))
+
+        loop = ServeLoop(service)
+        asyncio.run(loop.run(also if beside else None, lock=lock, until=until))
+        return loop.stopped_by
     finally:
         if server is not None:
             server.close()
+        lock.release()
+
+
+def hold_lock(service: Claudomator) -> DispatcherLock:
+    """The data dir's dispatcher lock, held by this process (ClaudomatorError: another holds
+    it, and who)."""
+    lock = DispatcherLock(service.config.data_dir.root / "dispatcher.lock")
+    lock.acquire(f"pid {service.node.process.pid} on {service.node.process.host}")
+    return lock
+
+
+def _look(service: Claudomator, *, api: bool) -> None:
+    """`doctor`'s checks, logged when not ok; none refuses the start (what cannot work fails
+    on its own: the port when the API binds it)."""
+    from claudomator.doctor import checks
+
+    for check in checks(service.config, api=api, serving=True):
+        if check.status != "ok":
+            (log.error if check.status == "problem" else log.warning)(
+                "serve.check",
+                check=check.name,
+                status=check.status,
+                detail=check.detail,
+                fix=check.fix,
+            )
 
 
 def _notifier(service: Claudomator) -> Notifier | None:
@@ -92,11 +129,19 @@ class ServeLoop:
         self.service = service
         self.faults = service.faults
         self.intake: Intake | None = None  # once recovery settled the folders
+        self.stopped_by: int | None = None  # the first signal that stopped it
 
-    async def run(self, also: Beside | None = None) -> None:
-        """Holds the dispatcher lock, runs recovery, watches the inbox and runs the pool until
-        SIGTERM/SIGINT. `also(stop)` runs beside it (the API, notifications) and must return
-        once `stop` is set."""
+    async def run(
+        self,
+        also: Beside | None = None,
+        *,
+        lock: DispatcherLock | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Holds the dispatcher lock (`lock`, if the caller holds it already), runs recovery,
+        watches the inbox and runs the pool until SIGTERM/SIGINT (or until `until()` says so
+        with nothing running). `also(stop)` runs beside it (the API, notifications) and must
+        return once `stop` is set."""
         from claudomator.sources.inbox import InboxWatcher
 
         service, config = self.service, self.service.config
@@ -104,17 +149,18 @@ class ServeLoop:
         stop = asyncio.Event()
         stopping: list[asyncio.Task[None]] = []
 
-        def on_signal() -> None:
+        def on_signal(signum: int) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = signum
             stop.set()
             grace = 0.0 if stopping else config.stop_grace_s
             log.info("serve.stopping", grace_s=grace)
             stopping.append(asyncio.create_task(service.pool.stop(grace)))
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        lock = DispatcherLock(config.data_dir.root / "dispatcher.lock")
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
-            lock.acquire(f"pid {service.node.process.pid} on {service.node.process.host}")
+            lock = lock or hold_lock(service)
             service.node.join("serve")
             intake = Intake.of(service)
             sources = None
@@ -162,7 +208,11 @@ class ServeLoop:
             )
             try:
                 await service.pool.run(
-                    self._start, service.lifecycle.execute, lambda: False, 0.25, self._tick
+                    self._start,
+                    service.lifecycle.execute,
+                    until or (lambda: False),
+                    0.25,
+                    self._tick,
                 )
             finally:
                 stop.set()
@@ -178,17 +228,20 @@ class ServeLoop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self.intake = service.intake = None
-            lock.release()
+            if lock is not None:
+                lock.release()
         log.info("serve.stopped")
 
     def _sweep(self, intake: Intake) -> None:
         """Every `intake.sweep_interval` (and after a watcher error): the inbox, claims a fault
-        cut short, files whose tasks changed unheard of, dependents a lost node left waiting;
+        cut short, files whose tasks changed unheard of, files gone from done/ and rejected/
+        unheard of (with their side files), dependents a lost node left waiting;
         each step on its own, so that one failing does not hold up the others."""
         for what, step in (
             ("intake", intake.sweep),
             ("staging", intake.finish_claims),
             ("mirror", intake.mirror.resync),
+            ("mirror", intake.mirror.forget_gone),
             ("dependents", self.service.dependents.settle_waiting),
         ):
             with self.faults.carry_on(what):
@@ -215,4 +268,4 @@ class ServeLoop:
                 self.intake.recheck_pending()
 
 
-__all__ = ["ServeLoop", "git_sources", "serve"]
+__all__ = ["ServeLoop", "git_sources", "hold_lock", "serve"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -46,9 +47,10 @@ from claudomator.schedule import Gate, dependency_verdict
 from claudomator.state import MANUAL_RETRY_ONLY, State
 from claudomator.store.db import Store
 from claudomator.store.reader import Reader
+from claudomator.taskbuild import Unknown
 from claudomator.taskfile import ParsedFile, parse_bytes, parse_file, parse_object
 from claudomator.views import Views
-from claudomator.workdir import settle_file
+from claudomator.workdir import absolute_file, settle_file
 from claudomator.workspaces import Workspaces
 
 if TYPE_CHECKING:
@@ -147,10 +149,15 @@ class Claudomator:
         """The worktrees and branches of final tasks removed (`Inventory.prune`'s options)."""
         return [e.to_json() for e in asyncio.run(Inventory(self.workspaces).prune(**options))]
 
-    def submit(self, parsed: ParsedFile, *, source: str, **options: Any) -> list[str]:
+    def submit(
+        self, parsed: ParsedFile, *, source: str, base: Path | None = None, **options: Any
+    ) -> list[str]:
         """Record the tasks of one file (`options` as for `ingest.new_tasks`); QUEUED unless held or
-        waiting for dependencies."""
-        parsed = settle_file(parsed, self.config.workspace_mode, self.config.default_working_dir())
+        waiting for dependencies. A relative working_dir is recorded resolved against `base`
+        (else `claude.working_dir`)."""
+        default_dir = self.config.default_working_dir()
+        parsed = absolute_file(parsed, base or default_dir)
+        parsed = settle_file(parsed, self.config.workspace_mode, default_dir)
         ids, events = self.store.add_tasks(new_tasks(parsed, source=source, **options))
         self.publish(events)
         return ids
@@ -176,24 +183,29 @@ class Claudomator:
         if errors:
             raise TaskFileError(errors)
         ids: list[str] = []
-        for parsed in parsed_files:
-            ids += self.submit(parsed, source=source, dispatcher=self.identity)
+        for path, parsed in zip(paths, parsed_files, strict=True):  # a relative working_dir is
+            base = path.absolute().parent  # the task file's folder's
+            ids += self.submit(parsed, source=source, base=base, dispatcher=self.identity)
         return ids
 
     def submit_body(self, body: bytes, *, as_yaml: bool, run: bool) -> Submitted:
         """A task or batch sent as a request body, YAML or JSON: PENDING until `release`d, or
         QUEUED at once with `run`."""
-        parsed = self.validate_body(body) if as_yaml else self._parse_json(body)
+        parsed = self._parse_yaml(body, "error") if as_yaml else self._parse_json(body)
         return Submitted(self.submit(parsed, source=BODY_SOURCE, held=not run), parsed.is_batch)
 
     def validate_body(self, body: bytes) -> ParsedFile:
-        """A task or batch file sent as YAML, checked as it would be submitted; records nothing
-        (TaskFileError lists every problem)."""
+        """A task or batch file sent as YAML, checked as `claudomator validate` checks a file;
+        records nothing (TaskFileError lists every problem). A depends_on name found neither in
+        the file nor in the store is a warning here, an error only when it is submitted."""
+        return self._parse_yaml(body, "warn")
+
+    def _parse_yaml(self, body: bytes, unknown_dependency: Unknown) -> ParsedFile:
         return parse_bytes(
             body,
             BODY_SOURCE,
             known_name=self._known,
-            unknown_dependency="error",
+            unknown_dependency=unknown_dependency,
             max_bytes=self.config.max_file_bytes,
         )
 
@@ -248,6 +260,16 @@ class Claudomator:
             f"task {task_id} is {state.value}: only PENDING, QUEUED or RUNNING can be cancelled"
         )
 
+    def wait_final(self, task_id: str, timeout_s: float) -> records.TaskDetail:
+        """The task once it no longer runs (a cancelled execution is stopped by its owner, within
+        its graces), or as it stands after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            task = self.task(task_id)
+            if task["state"] != State.RUNNING.value or time.monotonic() >= deadline:
+                return task
+            time.sleep(0.1)
+
     def retry(self, task_id: str) -> records.TaskDetail:
         """A final task that did not complete goes back to QUEUED, by hand."""
         state = State(self.task(task_id)["state"])
@@ -272,7 +294,7 @@ class Claudomator:
 
     def resume(self) -> Gate:
         """Undo `pause`, `drain` and a rate-limit pause."""
-        self.pool_gate.set(paused=False, reason="", draining=False, rate_limited_until=0)
+        self.pool_gate.set(paused=False, reason="", guard="", draining=False, rate_limited_until=0)
         return self.gate()
 
     def drain(self) -> Gate:

@@ -5,6 +5,7 @@ git repository). Pure but for resolving links and looking for `.git`."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,25 @@ from claudomator.workspace import Mode, Workspace
 
 def working_dir(spec: TaskSpec, config: Config) -> Path:
     return Path(os.path.expanduser(spec.claude.working_dir or config.default_working_dir()))
+
+
+def absolute(spec: TaskSpec, base: str | Path) -> TaskSpec:
+    """`spec` with its working_dir absolute, as it is recorded and shown: `~` expanded, and a
+    relative one resolved against `base` (a task file's folder for `claudomator run`, else
+    `claude.working_dir`). A task that sets none keeps none (the default applies when it runs)."""
+    wd = spec.claude.working_dir
+    if not wd:
+        return spec
+    root = os.path.abspath(os.path.expanduser(base))
+    full = os.path.normpath(os.path.join(root, os.path.expanduser(wd)))
+    if full == wd:
+        return spec
+    return spec.model_copy(update={"claude": spec.claude.model_copy(update={"working_dir": full})})
+
+
+def absolute_file(parsed: ParsedFile, base: str | Path) -> ParsedFile:
+    """Every task of `parsed` with its working_dir absolute (`absolute`)."""
+    return dataclasses.replace(parsed, tasks=[absolute(t, base) for t in parsed.tasks])
 
 
 def within(path: Path, roots: tuple[str, ...]) -> bool:
@@ -90,4 +110,4 @@ def settle_file(parsed: ParsedFile, default_mode: Mode, default_dir: str) -> Par
             errors.append(FieldError(parsed.path, 0, 0, where, f"task {spec.name!r}: {message}"))
     if errors:
         raise TaskFileError(errors)
-    return ParsedFile(parsed.path, specs, parsed.is_batch, parsed.warnings)
+    return dataclasses.replace(parsed, tasks=specs)

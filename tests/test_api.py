@@ -165,10 +165,13 @@ def test_bad_bodies(client: httpx.Client) -> None:
         "unsupported_media_type",
     )
     huge = json.dumps({**TASK, "claude": {"instructions": "x" * 1_100_000}})
-    assert_error(
+    error = assert_error(
         client.post("/api/tasks", content=huge, headers={"Content-Type": "application/json"}),
         413,
         "too_large",
+    )
+    assert error["message"] == (
+        "the body is larger than the limit of 1048576 bytes (intake.max_file_bytes)"
     )
 
 
@@ -206,6 +209,43 @@ def test_list_filters_and_pages_newest_first(client: httpx.Client) -> None:
     for bad in ({"state": "DONE"}, {"limit": 0}, {"limit": 501}, {"priority": "urgent"}):
         error = assert_error(client.get("/api/tasks", params=bad), 400, "bad_request")
         assert error["details"] and error["details"][0]["field"] == next(iter(bad))
+
+
+def test_state_filters_take_any_case_as_the_cli_does(client: httpx.Client) -> None:
+    client.post("/api/tasks", json=TASK)
+    for state in ("PENDING", "pending", "Pending"):
+        assert len(client.get("/api/tasks", params={"state": state}).json()["items"]) == 1
+    assert client.get("/api/tasks", params={"state": "failed"}).json()["items"] == []
+    error = assert_error(client.get("/api/tasks", params={"state": "done"}), 400, "bad_request")
+    assert error["details"] == [{"field": "state", "message": "not a state: 'done'"}]
+
+
+def test_a_relative_working_dir_is_recorded_against_claude_working_dir(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    body = {**TASK, "claude": {"instructions": "x", "working_dir": "proj/../app"}}
+    task = client.post("/api/tasks", json=body).json()
+    default = Path(server.config.default_working_dir())
+    assert task["spec"]["claude"]["working_dir"] == str(default / "app")
+
+
+def test_an_unknown_dependency_is_a_warning_to_validate_and_an_error_to_submit(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    body = b"name: b\ndepends_on: [nothing]\nclaude:\n  instructions: x\n"
+    yaml = {"Content-Type": "application/yaml"}
+    checked = client.post("/api/validate", content=body, headers=yaml).json()
+    assert checked["ok"] is True and checked["tasks"] == 1
+    (problem,) = checked["problems"]
+    assert problem["warning"] is True and problem["field"] == "depends_on[0]"
+    path = tmp_path / "b.yaml"
+    path.write_bytes(body)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0 and problem["message"] in result.stderr  # one rule, one message
+    details = assert_error(
+        client.post("/api/tasks", content=body, headers=yaml), 422, "invalid_task"
+    )
+    assert details["details"][0]["field"] == "depends_on[0]"
 
 
 def test_cancel_retry_and_transitions(client: httpx.Client) -> None:
@@ -345,7 +385,7 @@ def test_no_secret_in_responses_or_logs(
 def test_status_and_pool_actions(client: httpx.Client) -> None:
     status = client.get("/api/status").json()
     assert set(status) == {
-        "counts", "running", "cost_today_usd", "daily_budget_usd", "pool", "nodes",
+        "counts", "running", "cost_today_usd", "daily_budget_usd", "pool", "nodes", "tag_budgets",
     }  # fmt: skip
     assert status["pool"]["paused"] is False and status["pool"]["slots"] == 4
     [node] = status["nodes"]
@@ -401,6 +441,55 @@ def test_metrics(client: httpx.Client) -> None:
     assert "process_resident_memory_bytes" in samples
 
 
+README = Path(__file__).parent.parent / "README.md"
+
+
+def documented_series() -> list[tuple[str, str | None]]:
+    """(name, label or None) of each series the README's Metrics section lists."""
+    text = README.read_text().split("### Metrics", 1)[1].split("\n### ", 1)[0]
+    return [(m[1], m[2]) for m in re.finditer(r"`(claudomator_\w+)(?:\{(\w+)\})?`", text)]
+
+
+def scrape(client: httpx.Client) -> dict[str, float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_every_documented_series_is_there_from_the_start(client: httpx.Client) -> None:
+    """A fresh server, nothing run, no [[notify]]: every series, at 0."""
+    documented = documented_series()
+    assert len(documented) >= 16 and ("claudomator_notifications_total", "result") in documented
+    samples = scrape(client)
+    for name, label in documented:
+        found = [
+            s for s in samples
+            if s.split("{")[0] in (name, f"{name}_count", f"{name}_bucket", f"{name}_sum")
+        ]  # fmt: skip
+        assert found, name
+        if label is not None:
+            assert all(f'{label}="' in s for s in found), (name, found)
+    for result in ("sent", "failed", "dropped"):
+        assert samples[f'claudomator_notifications_total{{result="{result}"}}'] == 0
+    for state in ("RUNNING", "COMPLETED", "FAILED", "CANCELLED"):
+        assert samples[f'claudomator_executions_total{{state="{state}"}}'] == 0
+
+
+def test_head_of_the_metrics(client: httpx.Client) -> None:
+    """A probe (a load balancer's, `curl -I`): what a GET would answer, without the body."""
+    response = client.head("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.content == b""
+    got = client.get("/metrics")
+    assert response.headers["content-type"] == got.headers["content-type"]
+    assert got.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
 def test_openapi_and_docs_page(client: httpx.Client) -> None:
     schema = client.get("/api/schema/openapi.json").json()
     paths = schema["paths"]
@@ -429,6 +518,9 @@ def test_openapi_and_docs_page(client: httpx.Client) -> None:
     assert paths["/api/health"]["get"]["security"] == []
     docs = client.get("/api/schema")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    # a page of ours, from the package: nothing from a CDN (test_web reads it offline)
+    assert 'src="../ui/schema.js"' in docs.text and "://" not in docs.text
+    assert docs.headers["content-security-policy"].startswith("default-src 'self'")
 
 
 def test_list_pages_are_fresh_after_changes_here_and_elsewhere(

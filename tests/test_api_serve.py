@@ -94,12 +94,23 @@ def test_serve_runs_the_api_beside_the_pool(
     assert b"secret-path" not in logs  # webhook URLs are logged without their path
 
 
+def test_serve_with_auth_on_loopback_and_no_token_says_what_to_do(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    proc = serve(
+        home, {"CLAUDOMATOR_SERVER_PORT": str(free_port()), "CLAUDOMATOR_SERVER_AUTH": "true"}
+    )
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and b"requires a token (server.auth = true)" in err
+    assert b"or set server.auth = false" in err and b"bind to 127.0.0.1" not in err
+
+
 def test_serve_without_a_token_off_loopback_refuses_to_start(home: Path) -> None:
     port = free_port()
     proc = serve(home, {"CLAUDOMATOR_SERVER_HOST": "0.0.0.0", "CLAUDOMATOR_SERVER_PORT": str(port)})
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert b"requires a token" in err and b"claudomator token" in err
+    assert b"or bind to 127.0.0.1" in err  # it is bound elsewhere: that is advice
     assert b"serve.started" not in out + err  # nothing ran
     with socket.socket() as s:  # and the port was let go
         s.bind(("127.0.0.1", port))

@@ -1,5 +1,6 @@
 """The WebSocket /api/ws against a real server on 127.0.0.1: every event, in id order, without gaps
-or duplicates; ?task= and ?after=; slow clients are told and dropped without slowing anyone."""
+or duplicates, every tool call of a fast execution; ?task= and ?after=; slow clients are told
+and dropped without slowing anyone; a plain GET is told to upgrade."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from claudomator.progress import ProgressEvent, merge
 from claudomator.store.db import Store
 from tests.apiserver import LiveServer
+from tests.taskfiles import scenario
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,6 +79,49 @@ def test_every_event_of_a_task_in_order(server: LiveServer, client: httpx.Client
         "." in e["type"] and e["task_id"] == task["id"] and isinstance(e["at"], float)
         for e in events
     )
+
+
+def test_a_fast_execution_tells_every_tool_call_in_order(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """Six tool calls and the text that followed them, all within one progress batch: each tool
+    call is its own event, and the final text comes after the last one (texts and cost ticks
+    are the only things a batch merges)."""
+    body = {"name": "steps", "claude": {"instructions": scenario("tools", turns=6)}}
+    with ws(server, "?after=0") as conn:
+        task = client.post("/api/tasks", params={"run": "true"}, json=body).json()
+        events = receive_until(conn, finished(task["id"]))
+    mine = [e for e in events if e.get("task_id") == task["id"]]
+    ids = [e["id"] for e in mine]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    calls = [e for e in mine if e["type"] == "execution.tool_call"]
+    assert [e["tool_calls"] for e in calls] == [1, 2, 3, 4, 5, 6]
+    assert [e["summary"] for e in calls] == [f"echo step {n}" for n in range(1, 7)]
+    texts = [e for e in mine if e["type"] == "execution.text"]
+    assert texts and texts[-1]["text"] == "Ran 6 steps."
+    assert texts[-1]["id"] > calls[-1]["id"]  # after the tool call it followed
+    assert all(e["estimated_cost_usd"] > 0 for e in calls + texts)
+
+
+def _progress(*types: str) -> list[ProgressEvent]:
+    return [(f"execution.{t}", "task", "ex", {"n": i}) for i, t in enumerate(types)]
+
+
+@pytest.mark.parametrize(
+    ("batch", "written"),
+    [
+        ([], []),
+        (["text", "tool_call", "text"], [1, 2]),  # the final text after the call it followed
+        (["tool_call", "tool_call", "tool_call"], [0, 1, 2]),  # every call
+        (["cost", "text", "cost", "tool_call", "cost"], [1, 3, 4]),
+        (["started", "text", "api_retry", "api_retry", "rate_limit"], [0, 1, 2, 3, 4]),
+        (["text", "text", "text"], [2]),
+    ],
+)
+def test_a_progress_batch_merges_texts_and_cost_ticks_only(
+    batch: list[str], written: list[int]
+) -> None:
+    assert [e[3]["n"] for e in merge(_progress(*batch))] == written
 
 
 def test_task_filter(server: LiveServer, client: httpx.Client) -> None:
@@ -184,3 +230,11 @@ def test_a_bad_after_is_refused_in_the_one_shape(server: LiveServer, query: str)
     assert info.value.response.status_code == 400
     body = json.loads(bytes(info.value.response.body or b""))
     assert body["error"]["code"] == "bad_request" and "after" in body["error"]["message"]
+
+
+def test_a_plain_get_is_told_to_upgrade(server: LiveServer, client: httpx.Client) -> None:
+    response = client.get("/api/ws")
+    assert response.status_code == 426, response.text
+    assert response.headers["upgrade"] == "websocket"
+    error = response.json()["error"]
+    assert error["code"] == "upgrade_required" and "WebSocket" in error["message"]

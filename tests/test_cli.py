@@ -94,11 +94,15 @@ def test_schema_and_config_print_json(home: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CLAUDOMATOR_MAX_CONCURRENCY", "3")
     out = cli("config", "--json")
     keys = {k["key"]: k for k in json.loads(out.stdout)["keys"]}
-    assert keys["max_concurrency"] == {
+    assert keys["max_concurrency"] == {  # typed JSON values, not TOML text
         "key": "max_concurrency",
-        "value": "3",
+        "value": 3,
         "origin": "env CLAUDOMATOR_MAX_CONCURRENCY",
     }
+    assert keys["claude.binary"]["value"] == "claude"
+    assert keys["claude.timeout"]["value"] == "30m"
+    assert keys["intake.poll"]["value"] is False
+    assert keys["claude.allowed_roots"]["value"] == []
     assert re.search(
         r"^max_concurrency +  = 3 +# env CLAUDOMATOR_MAX_CONCURRENCY$", cli("config").stdout, re.M
     )
@@ -179,13 +183,13 @@ def test_run_json_list_status_logs(
 
 
 def test_run_exit_code_and_progress_lines(fake_claude: Path, work: Path, tmp_path: Path) -> None:
-    f = write(tmp_path / "f.yaml", task_yaml("bad", scenario("api_error", status=401)))
+    f = write(tmp_path / "f.yaml", task_yaml("bad", scenario("api_error", status=402)))
     out = cli("run", str(f))
     assert out.returncode == 1
     assert (
         "bad  RUNNING" in out.stderr
         and "bad  FAILED" in out.stderr
-        and "api_error 401" in out.stderr
+        and "api_error 402" in out.stderr
     )
     assert "FAILED" in out.stdout  # the summary table
 
@@ -216,7 +220,7 @@ def test_ctrl_c_cancels_cleanly(fake_claude: Path, work: Path, tmp_path: Path) -
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 130, err  # interrupted, as the README says
     states = {
         t["name"]: (t["state"], t["reason"]) for t in json.loads(cli("list", "--json").stdout)
     }
@@ -237,6 +241,7 @@ def test_cancel_from_another_process_ends_the_tree(
     ex = json.loads(cli("status", "--json", running["id"]).stdout)["executions"][0]
     out = cli("cancel", running["id"])
     assert out.returncode == 0, out.stderr
+    assert out.stdout == f"{running['id']} long: CANCELLED\n"  # waited for the final state
     stdout, _ = proc.communicate(timeout=30)
     (t,) = json.loads(stdout)["tasks"]
     assert t["state"] == "CANCELLED" and t["reason"] == "cancelled"
@@ -268,7 +273,7 @@ def test_kill_9_then_next_run_marks_interrupted(
 
 
 def test_retry_by_hand(fake_claude: Path, work: Path, tmp_path: Path) -> None:
-    f = write(tmp_path / "f.yaml", task_yaml("once", scenario("api_error", status=401)))
+    f = write(tmp_path / "f.yaml", task_yaml("once", scenario("api_error", status=402)))
     cli("run", str(f))
     (t,) = json.loads(cli("list", "--json").stdout)
     out = cli("retry", "--json", t["id"])
@@ -356,3 +361,23 @@ def test_logs_follow_prints_while_running_and_ends_with_the_execution(
     assert follow.returncode == 0, err
     assert out.splitlines()[0].startswith("[init] model claude-sonnet-5, cli 2.1.197")
     assert "[result] success" in out  # written after `logs -f` started: it followed
+
+
+def test_status_shows_the_tag_and_batch_budgets_with_their_spend(
+    fake_claude: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDOMATOR_BUDGET_TAGS", "nightly=5")
+    text = (
+        "budget_usd: 2.5\ntasks:\n"
+        "  - {name: b1, tags: [nightly], retry: {max_cost_usd: 1.5}, claude: {instructions: x}}\n"
+    )
+    out = cli("run", "--json", str(write(tmp_path / "b.yaml", text)))
+    assert out.returncode == 0, out.stderr
+    (task,) = json.loads(out.stdout)["tasks"]
+    shown = cli("status").stdout
+    assert re.search(r"^tag nightly today: \$0\.\d+ of \$5\.0000$", shown, re.M), shown
+    detail = cli("status", task["id"]).stdout
+    assert re.search(r"^batch budget: +\$0\.\d+ of \$2\.5000$", detail, re.M), detail
+    assert re.search(r"^retry stops: +at \$1\.5000 spent$", detail, re.M), detail
+    api = json.loads(cli("status", "--json").stdout)["tag_budgets"]
+    assert api[0]["tag"] == "nightly" and api[0]["budget_usd"] == 5.0 and api[0]["spent_usd"] > 0

@@ -38,11 +38,20 @@ def test_documented_commands_exist_and_every_command_is_documented() -> None:
     assert commands <= documented_commands(), commands - documented_commands()
 
 
+def quickstart() -> tuple[str, str]:
+    """The quickstart's two commands: in a first terminal, then in a new one."""
+    section = README.split("## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+    first, second = re.findall(r"```sh\n(.*?)```", section, re.S)[:2]
+    return first.strip(), second.strip()
+
+
 def test_setup_commands_are_what_ci_runs() -> None:
-    install = re.findall(r"```sh\n(.*?)```", README, re.S)[0].strip()
-    tests = re.search(r"To run the tests:\n\n```sh\n(.*?)```", README, re.S).group(1).strip()  # type: ignore[union-attr]
-    assert "pip install -e '.[dev]'" in install and "claudomator init" in install
-    assert tests.endswith("pytest")
+    install, second = quickstart()
+    tests = re.search(r"to run them:\n\n```sh\n(.*?)```", README, re.S).group(1).strip()  # type: ignore[union-attr]
+    assert ".venv/bin/pip install . " in install and ".venv/bin/claudomator init" in install
+    assert "[dev]" not in install  # the tool alone; the extras are for the tests
+    assert second.endswith(".venv/bin/claudomator list")  # found from a new shell
+    assert "pip install -e '.[dev]'" in tests and tests.endswith("pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install --quiet --disable-pip-version-check -e '.[dev]'" in ci
     assert re.search(r"^pytest$", ci, re.M)

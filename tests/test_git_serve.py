@@ -43,6 +43,14 @@ def test_a_commit_runs_once_to_completed_with_its_provenance(server: Server, rep
         ).stdout.strip(),
     }  # fmt: skip
     wait_for(lambda: "@team/team/fix.yaml.result.json" in server.files()["done"])
+    result = json.loads((server.home / "done/@team/team/fix.yaml.result.json").read_text())
+    assert result["provenance"] == shown["provenance"]  # the result file says it too
+    text = subprocess.run(
+        [sys.executable, "-m", "claudomator.cli", "status", t["id"]],
+        env=server.env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for key in ("commit", "author", "committed_at", "blob"):
+        assert f"{key + ':':<14}{shown['provenance'][key]}" in text, text
     files = server.files()
     assert files["done"] == ["@team/team/fix.yaml", "@team/team/fix.yaml.result.json"]
     assert files["rejected"] == ["@team/bad.yaml", "@team/bad.yaml.error"]

@@ -190,6 +190,21 @@ def test_a_done_file_moved_back_to_the_inbox_takes_its_result_file_along(node: N
     assert [t["state"] for t in node.tasks()] == ["QUEUED", "CANCELLED"]
 
 
+def test_a_file_moved_back_unheard_of_loses_its_side_file_at_the_next_sweep(node: Node) -> None:
+    node.drop("a.yaml", task_yaml("a"))
+    node.drop("bad.yaml", "name: [\n")
+    node.service.cancel(str(node.tasks()[0]["id"]))
+    # the watcher missed both moves (a watch limit, a burst it dropped): no `deleted` is told
+    os.rename(node.root / "done/a.yaml", node.root / "inbox/a.yaml")
+    os.rename(node.root / "rejected/bad.yaml", node.root / "inbox/bad.yaml")
+    node.intake.mirror.forget_gone()  # a step of every sweep
+    node.intake.sweep()
+    files = node.files()
+    assert files["done"] == [] and files["queued"] == ["a.yaml"]
+    assert files["rejected"] == ["bad.yaml", "bad.yaml.error"]  # rejected again, its own reason
+    assert [t["state"] for t in node.tasks()] == ["QUEUED", "CANCELLED"]
+
+
 def test_result_files_without_their_file_are_removed_at_start(node: Node) -> None:
     node.drop("a.yaml", task_yaml("a"))
     node.drop("bad.yaml", "name: [\n")

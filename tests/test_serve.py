@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.net import free_port
 from tests.poll import wait_for
 from tests.taskfiles import batch_yaml, task_data, task_yaml
 from tests.taskfiles import scenario as fake
@@ -141,7 +143,14 @@ def test_files_move_through_the_folders(server: Server) -> None:
         ("two", "COMPLETED"),
     ]
     assert result["tasks"][0]["executions"][0]["stdout_path"].endswith("stdout.log")
+    assert result["provenance"] is None  # an inbox file: no git provenance
     assert server.stop() == 0
+    events = [json.loads(line) for line in server.log_path.read_text().splitlines()]
+    for event in events:  # readable times, and no empty field (`execution_id=` for a task.*)
+        assert "" not in event.values() and None not in event.values(), event
+        if "at" in event:
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event["at"]), event
+    assert any(e["event"] == "task.created" and "execution_id" not in e for e in events)
 
 
 def test_a_second_server_is_refused(server: Server) -> None:
@@ -319,9 +328,64 @@ def test_a_retried_file_and_one_moved_back_to_the_inbox_follow_the_store(server:
     result = json.loads((server.home / "done/a.yaml.result.json").read_text())
     assert [len(t["executions"]) for t in result["tasks"]] == [2]
     # moved back to run again as new tasks: its result file does not stay behind
+    subprocess.run([*cli, "pause"], env=server.env, check=True, capture_output=True)
     os.rename(server.home / "done/a.yaml", server.home / "inbox/a.yaml")
     wait_for(lambda: len(server.tasks()) == 2)
+    wait_for(lambda: server.files()["queued"] == ["a.yaml"])
+    assert server.files()["done"] == []  # its old .result.json went with it
+    subprocess.run([*cli, "resume"], env=server.env, check=True, capture_output=True)
     wait_for(lambda: server.files()["done"] == ["a.yaml", "a.yaml.result.json"])
     result = json.loads((server.home / "done/a.yaml.result.json").read_text())
     assert [len(t["executions"]) for t in result["tasks"]] == [1]
+    assert server.stop() == 0
+
+
+class ApiServer(Server):
+    """`serve` with its API, on the port of CLAUDOMATOR_SERVER_PORT in `env`."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "claudomator.cli", "serve"]
+
+
+def test_a_second_server_is_told_who_serves_before_it_binds_the_port(
+    home: Path, fake_claude: Path, tmp_path: Path
+) -> None:
+    env, record = serve_env(tmp_path)
+    first = ApiServer(home, {**env, "CLAUDOMATOR_SERVER_PORT": str(free_port())}, record)
+    first.start()
+    try:
+        wait_for(lambda: b"api.listening" in first.log_path.read_bytes())
+        second = subprocess.run(
+            first.command(), env=first.env, capture_output=True, text=True, timeout=30
+        )  # the same data dir, the same port
+        assert second.returncode == 1 and first.proc is not None
+        assert second.stderr.startswith(f"Error: another claudomator serves {home} ")
+        assert f"pid {first.proc.pid}" in second.stderr and "cannot listen" not in second.stderr
+        shown = subprocess.run(
+            [sys.executable, "-m", "claudomator.cli", "status"],
+            env=first.env, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        assert "pool: 0/4 slots busy; starting tasks" in shown
+        assert re.search(rf"^serve: up for \d+s, node \S+, pid {first.proc.pid} on ", shown, re.M)
+    finally:
+        code = first.stop(signal.SIGINT)  # Ctrl-C
+    assert code == 130
+
+
+def test_a_relative_working_dir_of_an_inbox_task_is_claude_working_dir_s(server: Server) -> None:
+    work = Path(server.env["CLAUDOMATOR_CLAUDE_WORKING_DIR"])
+    (work / "sub").mkdir()
+    server.start()
+    server.drop("a.yaml", task_yaml("a", fake("tools", turns=1), claude={"working_dir": "sub"}))
+    wait_for(lambda: {t["state"] for t in server.tasks()} == {"COMPLETED"})
+    (t,) = server.tasks()
+    detail = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "claudomator.cli", "status", "--json", t["id"]],
+            env=server.env, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert detail["spec"]["claude"]["working_dir"] == str(work / "sub")  # not serve's cwd
+    runs = [json.loads(p.read_text()) for p in server.record.glob("*.json")]
+    assert {r["cwd"] for r in runs if "-p" in r["argv"]} == {str((work / "sub").resolve())}
     assert server.stop() == 0

@@ -1,14 +1,18 @@
 """The web page in a real browser: Debian's headless chromium driven by Playwright against a real
-`claudomator serve` (auth on, the fake claude) on 127.0.0.1. The page must never log an error."""
+`claudomator serve` (auth on, the fake claude) on 127.0.0.1. The page must never log an error
+(but the failed requests a test provokes). Each state a test reaches is saved as a screenshot
+under test-artifacts/ (ignored by git)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from tests.fakes import make_fake_claude
 from tests.needs import unavailable
 from tests.net import free_port
 from tests.services import make_service
-from tests.taskfiles import checked_task, scenario, task_yaml
+from tests.taskfiles import checked_task, scenario, task_data, task_yaml
 from tests.test_api_diff import BRANCH, changed_branch, diff_of, end_with_workspace
 from tests.test_api_serve import wait_healthy
 
@@ -41,6 +45,14 @@ CHROMIUM_ARGS = [
 
 pytestmark = pytest.mark.timeout(90)
 MINUS = "\u2212"  # as the page writes lines removed
+# The browser's locale and time zone: en-US writes dates as 12/1/26, which the page must not use.
+LOCALE, TIMEZONE = "en-US", "UTC"
+
+
+def shot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """A screenshot of the page (all of it, or what the window shows) as test-artifacts/NAME.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def test_the_page_uses_relative_urls_only() -> None:
@@ -116,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home.mkdir()
     (home / "inbox").mkdir()
     token = ensure_token(home)
-    (home / "config.toml").write_text("[server]\nauth = true\n")
+    (home / "config.toml").write_text("[server]\nauth = true\n[budget]\ntags = {webtag = 50.0}\n")
     port = free_port()
     env = {
         **os.environ,
@@ -153,24 +165,54 @@ def browser(server: Server) -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
-    """A fresh tab that has given the token once; fails the test on any console error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+class Console:
+    """What a tab logged as errors, less those a test provokes (`allow`)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.allowed: list[re.Pattern[str]] = []
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+def new_tab(browser: Any, console: Console) -> tuple[Any, Any]:
+    """A fresh context and its tab, logging its errors to `console`."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale=LOCALE, timezone_id=TIMEZONE
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    page.goto(server.url + "/")
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"pageerror: {e}"))
+    return context, page
+
+
+def give_token(page: Any, token: str) -> None:
     dialog = page.get_by_role("dialog", name="API token")
     expect(dialog).to_be_visible()
-    page.get_by_label("Token", exact=True).fill(server.token)
+    page.get_by_label("Token", exact=True).fill(token)
     page.get_by_role("button", name="Use token").click()
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Any, server: Server, console: Console) -> Iterator[Any]:
+    """A fresh tab that has given the token once; fails the test on any console error."""
+    context, page = new_tab(browser, console)
+    page.goto(server.url + "/")
+    give_token(page, server.token)
     expect(page.locator("#live")).to_have_text("● live")
     yield page
     context.close()
-    assert errors == []
+    assert console.unexpected() == []
 
 
 def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) -> None:
@@ -180,10 +222,9 @@ def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) ->
     expect(row.locator(".cost")).not_to_have_text("$0.00")
     expect(row.locator(".source")).to_have_text("web-hello.yaml")
     expect(page.locator("#counts")).to_contain_text("COMPLETED 1")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    shot(page, "dashboard")
     page.set_viewport_size({"width": 390, "height": 800})
-    page.screenshot(path=str(ARTIFACTS / "dashboard-narrow.png"), full_page=True)
+    shot(page, "dashboard-narrow")
     page.set_viewport_size({"width": 1280, "height": 900})
 
     page.get_by_label("Tag", exact=True).fill("nope")
@@ -203,13 +244,22 @@ def test_a_dropped_task_appears_and_completes_live(page: Any, server: Server) ->
     )
     expect(log.locator(".entry.tool").first).to_contain_text("ls")
     expect(log.locator(".entry.final")).to_contain_text("Finished (success)")
+    # the denied write's answer is one line, and says so in the singular
+    expect(log.locator(".entry.result.error summary")).to_have_text("Tool result (error) · 1 line")
     expect(page.locator("#executions tbody tr[data-execution]")).to_have_count(1)
-    page.screenshot(path=str(ARTIFACTS / "task.png"), full_page=True)
+    # dates in ISO order, whatever the browser's locale (en-US would write 12/1/26)
+    task = server.task(page.url.split("#/task/", 1)[1])
+    created = datetime.fromisoformat(task["created_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    expect(page.locator("#task-fields dt:text-is('Created') + dd")).to_have_text(created)
+    expect(page.locator("#executions tbody tr[data-execution] td").nth(7)).to_have_text(
+        re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
+    )
+    shot(page, "task")
 
     page.get_by_role("link", name="Cost").click()
     expect(page.locator("#cost-tag svg")).to_be_visible()
     expect(page.locator("#cost-tag")).to_contain_text("web")
-    page.screenshot(path=str(ARTIFACTS / "cost.png"), full_page=True)
+    shot(page, "cost")
 
 
 def test_cancel_from_the_page_ends_a_running_task(page: Any, server: Server) -> None:
@@ -240,7 +290,7 @@ def test_a_yaml_error_shows_its_line_and_field(page: Any) -> None:
     expect(page.locator("#problems li")).to_have_text(
         "api:4:3: claude.modle: unknown field; did you mean 'model'?"
     )
-    page.screenshot(path=str(ARTIFACTS / "new-task.png"), full_page=True)
+    shot(page, "new-task")
     editor.fill('name: "web-made"\nclaude:\n  instructions: hi\n')
     expect(page.locator("#problems")).to_contain_text("ok (task)")
     page.get_by_role("button", name="Create (held)").click()
@@ -356,7 +406,7 @@ def test_the_changes_of_an_execution_in_a_worktree(
     # the diff is text, never markup
     expect(changes.locator(".d-add", has_text="<b>not markup</b>")).to_be_visible()
     expect(changes.locator(".diff b")).to_have_count(0)
-    page.screenshot(path=str(ARTIFACTS / "changes.png"), full_page=True)
+    shot(page, "changes")
 
 
 def test_an_executions_round_verify_and_denials(page: Any, server: Server, tmp_path: Path) -> None:
@@ -390,7 +440,183 @@ def test_an_executions_round_verify_and_denials(page: Any, server: Server, tmp_p
         )
     rows.nth(1).get_by_role("button", name="Show log").click()
     expect(page.locator("#log-title")).to_have_text("Log of execution 1 · round 1")
-    page.screenshot(path=str(ARTIFACTS / "task-rounds.png"), full_page=True)
+    shot(page, "task-rounds")
+
+
+def test_the_header_and_a_batch_task_show_their_budgets(page: Any, server: Server) -> None:
+    expect(page.locator("#spend")).to_contain_text(re.compile(r"tag webtag \$[\d.]+ of \$50\.00"))
+    body = {"budget_usd": 3.0, "tasks": [{"name": "in-batch", "tags": ["webtag"],
+                                          "claude": {"instructions": "do it"}}]}  # fmt: skip
+    made = server.http.post("/api/tasks", params={"run": "true"}, json=body).json()
+    task_id = made["tasks"][0]["id"]
+    page.goto(f"{server.url}/#/task/{task_id}")
+    expect(page.locator("#task-fields")).to_contain_text(
+        re.compile(r"Batch budget\s*\$[\d.]+ of \$3\.00 spent by the batch")
+    )
+    shot(page, "task-batch-budget")
+
+
+def test_the_docs_page_works_offline(browser: Any, server: Server, console: Console) -> None:
+    """/api/schema with no network but this server's: every request that leaves 127.0.0.1 is
+    aborted, and the page still shows every operation and schema (nothing comes from a CDN)."""
+    context, page = new_tab(browser, console)
+    away: list[str] = []
+
+    def offline(route: Any) -> None:
+        if route.request.url.startswith(server.url + "/"):
+            route.continue_()
+        else:
+            away.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    try:
+        page.goto(server.url + "/api/schema")
+        give_token(page, server.token)  # it reads openapi.json with the token, as the page does
+        expect(page.locator("#api-title")).to_have_text("claudomator API")
+        create = page.locator("#op-post--api-tasks")
+        expect(create.locator("h3")).to_have_text(re.compile(r"^POST /api/tasks "))
+        expect(create.locator("tr[data-status='201']")).to_be_visible()
+        expect(create.locator(".api-content").first).to_contain_text("application/yaml: TaskFile")
+        health = page.locator("#op-get--api-health")
+        expect(health).to_contain_text("Needs no token.")
+        expect(page.locator("#op-head--metrics")).to_be_visible()
+        tasks = page.locator("#op-get--api-tasks")
+        expect(tasks.locator("tbody tr", has_text="limit")).to_contain_text("≥ 1, ≤ 500")
+        execution = page.locator("#schema-Execution")
+        expect(execution.locator("tr", has_text="workspace")).to_contain_text("Workspace | null")
+        execution.get_by_role("link", name="Workspace").first.click()
+        assert page.url.endswith("#schema-Workspace")
+        expect(page.locator("#schema-Workspace")).to_contain_text("files_changed")
+        ops = page.locator("#operations .op")
+        assert ops.count() >= 17
+        page.evaluate("window.scrollTo(0, 0)")
+        shot(page, "api-schema", full_page=False)  # the whole of it is some 15,000 pixels high
+        assert away == []  # and so it asked for nothing from elsewhere
+    finally:
+        context.close()
+    assert console.unexpected() == []
+
+
+def test_an_unknown_task_shows_only_the_error(page: Any, server: Server, console: Console) -> None:
+    console.allow(r"status of 404")  # the browser logs the answer the page is asked to show
+    made = server.http.post(
+        "/api/tasks",
+        content=task_yaml("web-known", "hi"),
+        headers={"Content-Type": "application/yaml"},
+    ).json()
+    page.goto(f"{server.url}/#/task/{made['id']}")
+    expect(page.locator("#task-title")).to_contain_text("web-known")
+    expect(page.locator("#task-fields")).to_contain_text(made["id"])
+    page.goto(f"{server.url}/#/task/01NOSUCHTASK")
+    expect(page.locator("#notice")).to_have_text("no task with id '01NOSUCHTASK'")
+    expect(page.locator("#task-title")).to_have_text("No task 01NOSUCHTASK")
+    expect(page.locator("#task-body")).to_be_hidden()
+    expect(page.locator("#task-fields")).to_be_empty()
+    expect(page.locator("#executions tbody tr")).to_have_count(0)
+    shot(page, "task-not-found")
+    page.goto(f"{server.url}/#/task/{made['id']}")  # and back: all of it again
+    expect(page.locator("#notice")).to_be_hidden()
+    expect(page.locator("#task-body")).to_be_visible()
+    expect(page.locator("#task-fields")).to_contain_text(made["id"])
+
+
+def test_waiting_on_a_dependency_only_while_pending(page: Any, server: Server) -> None:
+    """A task cancelled because its dependency failed waits on nothing; a held task whose
+    dependency has not run waits on it."""
+    failing = task_data("web-breaks", scenario("error_during_execution"))
+    after = task_data("web-after-break", "hi", depends_on=["web-breaks"])
+    made = server.http.post(
+        "/api/tasks", params={"run": "true"}, json={"tasks": [failing, after]}
+    ).json()["tasks"]
+    first = task_data("web-first", "hi")
+    second = task_data("web-second", "hi", depends_on=["web-first"])
+    held = server.http.post("/api/tasks", json={"tasks": [first, second]}).json()["tasks"]
+
+    page.goto(f"{server.url}/#/task/{made[1]['id']}")
+    title = page.locator("#task-title")
+    expect(title).to_contain_text("CANCELLED")
+    deps = page.locator("#task-fields .deps li")
+    expect(deps).to_have_text(re.compile(r"^web-breaks ✖ FAILED\s*$"))
+    expect(deps.locator("em")).to_have_count(0)
+    shot(page, "task-cancelled-dependency")
+
+    page.goto(f"{server.url}/#/task/{held[1]['id']}")
+    expect(title).to_contain_text("PENDING")
+    expect(deps).to_have_text("web-first ◌ PENDING (waiting on it)")
+
+
+def test_a_wrong_token_is_refused_and_said(browser: Any, server: Server, console: Console) -> None:
+    console.allow(r"status of 401")  # the refused token's answer
+    context, page = new_tab(browser, console)
+    try:
+        page.goto(server.url + "/")
+        give_token(page, "cmt_not-the-token")
+        dialog = page.get_by_role("dialog", name="API token")
+        expect(dialog).to_be_visible()  # asked again, and told why
+        expect(dialog.get_by_role("alert")).to_have_text(
+            "The server refused that token (401). Check it with `claudomator token`, "
+            "and paste it again."
+        )
+        expect(page.get_by_label("Token", exact=True)).to_have_attribute("aria-invalid", "true")
+        shot(page, "token-refused")
+        give_token(page, server.token)
+        expect(page.locator("#live")).to_have_text("● live")
+        expect(dialog).to_be_hidden()
+    finally:
+        context.close()
+    assert console.unexpected() == []
+
+
+def test_a_running_task_shows_its_estimated_cost(page: Any, server: Server) -> None:
+    """claude's cost comes with its result; until then the page shows the estimate the stream
+    carries (the events' estimated_cost_usd), marked as one, and no token counts yet."""
+    body = task_yaml("web-estimate", scenario("sleep", sleep_s=30))
+    made = server.http.post(
+        "/api/tasks",
+        params={"run": "true"},
+        content=body,
+        headers={"Content-Type": "application/yaml"},
+    ).json()
+    try:
+        page.goto(f"{server.url}/#/task/{made['id']}")
+        expect(page.locator("#task-title")).to_contain_text("RUNNING")
+        estimate = re.compile(r"^≈ \$0\.\d{4}$")
+        row = page.locator("#executions tbody tr[data-execution]")
+        expect(row.locator("td.num")).to_have_text(estimate)
+        expect(row.locator("td").nth(4)).to_have_text("…")  # tokens: counted at the end
+        expect(page.locator("#task-fields dt:text-is('Cost') + dd")).to_have_text(estimate)
+        shot(page, "task-running")
+        page.get_by_role("link", name="All tasks").click()
+        listed = page.locator("#tasks tbody tr", has_text="web-estimate")
+        expect(listed.locator(".cost")).to_have_text(estimate)
+    finally:
+        server.http.post(f"/api/tasks/{made['id']}/cancel")
+    expect(page.locator("#tasks tbody tr", has_text="web-estimate")).to_have_attribute(
+        "data-state", "CANCELLED"
+    )
+
+
+LINES = [
+    ({"type": "user", "message": {"content": [{"type": "tool_result", "content": "one"}]}},
+     "Tool result · 1 line"),
+    ({"type": "user", "message": {"content": [{"type": "tool_result", "content": "a\nb"}]}},
+     "Tool result · 2 lines"),
+    ({"type": "result", "subtype": "success", "num_turns": 1, "result": "ok"},
+     "Finished (success) · 1 turn"),
+    ({"type": "result", "subtype": "success", "num_turns": 3, "result": "ok"},
+     "Finished (success) · 3 turns"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("line", "said"), LINES)
+def test_the_log_counts_in_the_singular_and_plural(page: Any, line: Any, said: str) -> None:
+    got = page.evaluate(
+        """async (line) => (await import("./ui/log.js")).renderLine(line)
+          .map((n) => (n.querySelector("summary, .who") || n).textContent)""",
+        json.dumps(line),
+    )
+    assert got == [said]
 
 
 DIFFS: list[tuple[str, list[dict[str, Any]]]] = [

@@ -9,7 +9,8 @@ Three checks, in this order, each answered in the API's one error shape:
 3. when auth is on, a token: `Authorization: Bearer …` (or `?token=` on the WebSocket, which
    browsers cannot give headers) → 401; a read-only token on anything but GET/HEAD (and POST /api/validate, which
    records nothing) → 403.
-   `GET /api/health` and the web page (`/`, `/ui/…`) need none: they reveal nothing.
+   `GET /api/health`, the web page (`/`, `/ui/…`) and the docs page (`/api/schema`, not the
+   schema it reads) need none: they reveal nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from claudomator.token import Tokens
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 # POSTs that only read: checking a task file records nothing, so a read-only token may
 READING_POSTS = frozenset({"/api/validate"})
-OPEN_PATHS = frozenset({"/api/health", "/"})
+OPEN_PATHS = frozenset({"/api/health", "/", "/api/schema", "/api/schema/"})
 OPEN_PAGE = "/ui/"  # the web page's static files: they hold no data, the page asks for a token
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # The WebSocket close code for a policy violation: a refused handshake (when the server cannot

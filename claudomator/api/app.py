@@ -1,5 +1,6 @@
 """`create_app(service)`: the Litestar app. Thin handlers (parse, call one service method, answer),
-one error map, OpenAPI with Litestar's docs page at /api/schema, and the WebSocket at /api/ws.
+one error map, OpenAPI with a docs page of our own at /api/schema (`page.DocsPage`: no CDN), and
+the WebSocket at /api/ws.
 
 The routes live by noun: `tasks`, `executions`, `status`, `pool`, `ws` and `page`; this module
 puts them together with the app's state, the error map, OpenAPI, CORS and access control.
@@ -17,7 +18,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from claudomator import __version__
@@ -26,7 +26,7 @@ from claudomator.api.cache import PageCache
 from claudomator.api.errors import EXCEPTION_HANDLERS
 from claudomator.api.executions import get_diff, get_execution, get_log
 from claudomator.api.openapi import OpenAPIJson
-from claudomator.api.page import PAGE_PATHS, PAGE_ROUTES
+from claudomator.api.page import DOCS_PATH, PAGE_PATHS, PAGE_ROUTES, DocsPage, docs_router
 from claudomator.api.pool import drain, pause, resume
 from claudomator.api.status import costs, health, metrics, nodes, status
 from claudomator.api.tasks import (
@@ -38,7 +38,7 @@ from claudomator.api.tasks import (
     run_task,
     validate,
 )
-from claudomator.api.ws import events
+from claudomator.api.ws import events, events_upgrade
 from claudomator.api.ws_feed import Feed
 from claudomator.metrics import Metrics
 from claudomator.token import Tokens
@@ -66,6 +66,7 @@ ROUTES = [
     drain,
     metrics,
     events,
+    events_upgrade,
     *PAGE_ROUTES,
 ]
 
@@ -103,8 +104,9 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="claudomator",
             version=__version__,
-            path="/api/schema",
-            render_plugins=[ScalarRenderPlugin(), OpenAPIJson()],
+            path=DOCS_PATH,
+            openapi_router=docs_router(),
+            render_plugins=[DocsPage(), OpenAPIJson()],
             security=[{"bearer": []}],
             components=Components(
                 security_schemes={
@@ -138,7 +140,8 @@ def create_app(
 
 def routes(app: Litestar) -> list[tuple[str, str]]:
     """(method, path) of every API route the app serves, from its router (for the auth tests);
-    the web page's files are public (access.OPEN_PAGE) and not listed."""
+    the pages and the web page's files are public (access.OPEN_PATHS, OPEN_PAGE) and not
+    listed."""
     out = []
     for route in app.routes:
         if route.path in PAGE_PATHS:

@@ -2,7 +2,8 @@
 
     {"error": {"code": "not_found", "message": "no task with id 'x'", "details": []}}
 
-Every answer that is not a success has it: Litestar's own (bad parameters, 404 routes, 405, 413),
+Every answer that is not a success has it: Litestar's own (bad parameters, 404 routes, 405, 413
+with the limit), the WebSocket's path without the upgrade (426),
 claudomator's errors (404, 409, 422 with every field error), access control's (400, 401, 403)
 and anything unexpected (500, logged, never with its text).
 """
@@ -39,6 +40,7 @@ CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_task",
+    426: "upgrade_required",
     500: "internal",
     503: "unavailable",
 }
@@ -108,6 +110,8 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
                 key = str(item.get("key"))
                 details.append({"field": ALIASES.get(key, key), "message": item.get("message")})
     message = exc.detail if exc.status_code != 500 else "internal error"
+    if exc.status_code == 413 and (limit := request.route_handler.resolve_request_max_body_size()):
+        message = f"the body is larger than the limit of {limit} bytes (intake.max_file_bytes)"
     return error(exc.status_code, message, details, **(exc.headers or {}))
 
 

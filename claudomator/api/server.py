@@ -84,9 +84,14 @@ class Api:
                     if is_loopback(config.server_host)
                     else f"server.host {config.server_host} is not loopback"
                 )
+                other = (
+                    "or set server.auth = false"
+                    if is_loopback(config.server_host)
+                    else "or bind to 127.0.0.1"
+                )
                 raise ConfigError(
                     f"the API requires a token ({why}) but {config.data_dir.root} has none: "
-                    "create one with `claudomator token`, or bind to 127.0.0.1"
+                    f"create one with `claudomator token`, {other}"
                 )
         self.sock = sock if sock is not None else bind(config.server_host, config.server_port)
         self.metrics = Metrics(

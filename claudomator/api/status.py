@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Response, get
+from litestar import Response, get, route
 from litestar.params import QueryParameter
 
 from claudomator.api.context import Req, service_of
 from claudomator.api.shapes import Costs, Health, Node, Status
-from claudomator.metrics import CONTENT_TYPE, Metrics
+from claudomator.metrics import MEDIA_TYPE, Metrics
 
 
 @get("/api/health", summary="Liveness (needs no token, reveals nothing)", security=[{}])
@@ -35,10 +35,17 @@ async def costs(request: Req, days: Annotated[int, QueryParameter(ge=1, le=366)]
     return service_of(request).costs(days)
 
 
-@get("/metrics", media_type=CONTENT_TYPE, summary="Prometheus metrics", include_in_schema=True)
+@route(
+    "/metrics",
+    http_method=["GET", "HEAD"],
+    media_type=MEDIA_TYPE,
+    summary="Prometheus metrics",
+    include_in_schema=True,
+)
 async def metrics(request: Req) -> Response[bytes]:
+    """HEAD too (a probe that a scrape would work): the same headers, no body."""
     registry: Metrics = request.app.state.metrics
-    return Response(registry.render(), media_type=CONTENT_TYPE)
+    return Response(registry.render(), media_type=MEDIA_TYPE)
 
 
 __all__ = ["costs", "health", "metrics", "nodes", "status"]

@@ -85,7 +85,12 @@ def _problem(error: FieldError) -> Problem:
 @get("/api/tasks", summary="Tasks, newest first, a page at a time", responses=ERROR_RESPONSES)
 async def list_tasks(
     request: Req,
-    task_state: Annotated[TaskState | None, QueryParameter(name="state")] = None,
+    task_state: Annotated[
+        str | None,
+        QueryParameter(
+            name="state", description=f"one of {', '.join(s.value for s in TaskState)}, any case"
+        ),
+    ] = None,
     tag: FromQuery[str | None] = None,
     priority: FromQuery[Literal["high", "normal", "low"] | None] = None,
     search: Annotated[str | None, QueryParameter(description="part of the name, any case")] = None,
@@ -94,12 +99,20 @@ async def list_tasks(
         str | None, QueryParameter(description="next_cursor of the page before")
     ] = None,
 ) -> Response[TaskPage]:
+    if task_state is not None:  # any case, as `claudomator list --state` takes it
+        try:
+            task_state = TaskState(task_state.upper()).value
+        except ValueError:
+            message = f"not a state: {task_state!r}"
+            raise HTTPException(
+                status_code=400, detail=message, extra=[{"key": "state", "message": message}]
+            ) from None
     pages: PageCache = request.app.state.pages
     key = (task_state, tag, priority, search, limit, cursor)
     body = pages.get(key)
     if body is None:
         rows = service_of(request).tasks(
-            state=task_state.value if task_state else None,
+            state=task_state,
             tag=tag,
             priority=priority,
             search=search,

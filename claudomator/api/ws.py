@@ -1,5 +1,7 @@
 """`/api/ws`: the WebSocket handler. The feed (`ws_feed`) decides what each client gets;
-this holds one connection: refuse a bad `after`, send until the client leaves or overflows."""
+this holds one connection: refuse a bad `after`, send until the client leaves or overflows.
+A plain HTTP GET of the same path is answered 426 Upgrade Required (not 405: GET is right, the
+upgrade is missing)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from litestar import WebSocket, websocket
+from litestar import WebSocket, get, websocket
+from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
 from claudomator.api.access import POLICY_VIOLATION, deny_websocket
@@ -51,6 +54,16 @@ async def events(
     if results[0] == "overflow":
         with contextlib.suppress(Exception):
             await socket.close(code=POLICY_VIOLATION, reason="too far behind")
+
+
+@get("/api/ws", include_in_schema=False)
+async def events_upgrade() -> None:
+    """The WebSocket's path asked without the upgrade (curl, a browser's address bar)."""
+    raise HTTPException(
+        status_code=426,
+        detail="this is a WebSocket: connect with an Upgrade: websocket request (ws://…/api/ws)",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
 
 
 async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:

@@ -2,8 +2,10 @@
 
 - `commands`: the click commands, one-call adapters over the service, and the one error map;
 - `context`: what each command gets: the flags, the config, the read path or the service;
-- `workspaces`: `workspaces [prune]`;
-- `render`: how they show tables, tasks, status, nodes, sources, `run`'s progress and logs.
+- `workspaces`: `workspaces [prune]`; `doctor`: `doctor` (its checks are `claudomator.doctor`);
+- `render`: how they show tables, tasks, status, nodes, sources, `run`'s progress and logs;
+- `terminal`: the terminal's width and colour, and tables that fit it;
+- `demo`: `demo` (its data dir and stand-in claude are `claudomator.demo`).
 
 The only package that imports click.
 """

@@ -7,6 +7,7 @@ Heavy imports (SQLAlchemy, pydantic, structlog) happen only inside the commands 
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,30 +17,37 @@ import click
 from claudomator import __version__
 from claudomator.cli import render
 from claudomator.cli.context import Context, pass_ctx
+from claudomator.cli.demo import demo
+from claudomator.cli.doctor import doctor
+from claudomator.cli.terminal import Terminal
 from claudomator.cli.workspaces import workspaces
 from claudomator.errors import ClaudomatorError, NotFoundError, TaskFileError
 from claudomator.state import State
 
+INTERRUPTED = 130  # the exit code of every command an interrupt (Ctrl-C) ended
+
 
 def main() -> None:
+    """The one error map: messages start `Error:` (as click's own do); exit 2 for a usage
+    error, 4 for an unknown id, 130 when interrupted, else 1."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="claudomator", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except NotFoundError as e:
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"Error: {e.message}", err=True)
         sys.exit(4)
     except TaskFileError as e:
         click.echo(e.message, err=True)
         sys.exit(1)
     except ClaudomatorError as e:
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"Error: {e.message}", err=True)
         sys.exit(1)
 
 
@@ -62,6 +70,8 @@ def cli(
 
 
 cli.add_command(workspaces)
+cli.add_command(demo)
+cli.add_command(doctor)
 
 
 # -- setup -------------------------------------------------------------------------------------
@@ -80,6 +90,14 @@ def init(ctx: Context) -> None:
     )
     click.echo(f"API token in {token_file} (`claudomator token` prints it)")
     click.echo(f"data dir ready: {data_dir.root}")
+    if ctx.config.resolve_claude() is None:  # every task would fail: say so now
+        click.echo(
+            f"Warning: claude not found (claude.binary = {ctx.config.claude_binary!r}, "
+            f"{ctx.config.origins.get('claude.binary', 'default')}): tasks will fail until the "
+            "Claude Code CLI is installed or CLAUDOMATOR_CLAUDE_BIN names it; "
+            "`claudomator demo` tries claudomator without it",
+            err=True,
+        )
 
 
 @cli.command()
@@ -103,15 +121,16 @@ def token(ctx: Context, read_only: bool, rotate: bool) -> None:
 @pass_ctx
 def config_cmd(ctx: Context, as_json: bool) -> None:
     """Print the effective configuration and where each value came from."""
-    rows = ctx.config.effective()
-    if as_json:
+    if as_json:  # typed values: numbers, booleans, strings, lists
+        typed = [*ctx.config.typed(), *ctx.config.tables()]
         render.emit_json(
             {
                 "data_dir": str(ctx.config.data_dir.root),
-                "keys": [{"key": k, "value": v, "origin": o} for k, v, o in rows],
+                "keys": [{"key": k, "value": v, "origin": o} for k, v, o in typed],
             }
         )
         return
+    rows = ctx.config.effective()
     click.echo(f"# data dir: {ctx.config.data_dir.root}")
     width = max(len(k) for k, _, _ in rows)
     for key, value, origin in rows:
@@ -178,7 +197,11 @@ def status(ctx: Context, task_id: str | None, as_json: bool) -> None:
     views = ctx.views()
     if task_id:
         task = views.task(task_id)
-        render.emit_json(task) if as_json else render.task_detail(task)
+        defaults = {
+            "model": ctx.config.claude_model,
+            "working_dir": ctx.config.default_working_dir(),
+        }
+        render.emit_json(task) if as_json else render.task_detail(task, defaults)
     else:
         overview = views.status()
         render.emit_json(overview) if as_json else render.status(
@@ -210,6 +233,7 @@ def logs(ctx: Context, ref: str, follow: bool, raw: bool, which: str | None) -> 
     views = ctx.views()
     found = views.log(ref, stderr=which == "stderr")
     out = sys.stdout.buffer
+    term = Terminal()
     running = (lambda: views.running(found.execution_id)) if follow else (lambda: False)
     for line in logfiles.follow(found.path, running):
         if raw or which == "stderr":
@@ -217,6 +241,7 @@ def logs(ctx: Context, ref: str, follow: bool, raw: bool, which: str | None) -> 
         else:
             text = readable(line)
             if text is not None:
+                text = "\n".join(render.log_line(term, part) for part in text.split("\n"))
                 out.write(text.encode("utf-8", "replace") + b"\n")
         out.flush()
 
@@ -245,8 +270,10 @@ def serve(ctx: Context, no_api: bool) -> None:
     """
     from claudomator.serve import serve
 
-    with ctx.service() as service:
-        serve(service, api=not no_api)
+    with ctx.service() as service:  # what cannot work (no claude, say) is logged at start
+        stopped_by = serve(service, api=not no_api)
+    if stopped_by == signal.SIGINT:
+        sys.exit(INTERRUPTED)
 
 
 @cli.command()
@@ -277,30 +304,43 @@ def drain(ctx: Context) -> None:
     render.pool_line(gate.open, gate.reason)
 
 
+CANCEL_WAIT_S = 30.0  # how long `cancel` waits for a running task's final state
+
+
 @cli.command()
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the task as a JSON object.")
+@click.option(
+    "--no-wait", is_flag=True, help="Return at once while a running task is being stopped."
+)
 @pass_ctx
-def cancel(ctx: Context, task_id: str, as_json: bool) -> None:
-    """Cancel a task; a running execution is stopped (its whole process tree) by its owner."""
+def cancel(ctx: Context, task_id: str, as_json: bool, no_wait: bool) -> None:
+    """Cancel a task; a running execution is stopped (its whole process tree) by its owner.
+
+    Waits (at most 30 s) for a running task's final state, unless --no-wait.
+    """
     with ctx.service(quiet=True) as service:
         task = service.cancel(task_id)
-    render.emit_json(task) if as_json else click.echo(
-        f"{task['id']} {task['name']}: {task['state']}"
-    )
+        if task["state"] == State.RUNNING.value and not no_wait:
+            task = service.wait_final(task_id, CANCEL_WAIT_S)
+    if as_json:
+        render.emit_json(task)
+    elif task["state"] == State.RUNNING.value:
+        waited = "" if no_wait else f" (still running after {CANCEL_WAIT_S:.0f}s)"
+        click.echo(f"{task['id']} {task['name']}: cancelling{waited}")
+    else:
+        render.task_line(task)
 
 
 @cli.command()
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the task as a JSON object.")
 @pass_ctx
 def retry(ctx: Context, task_id: str, as_json: bool) -> None:
     """Queue a failed, timed out, cancelled or budget-exceeded task again."""
     with ctx.service(quiet=True) as service:
         task = service.retry(task_id)
-    render.emit_json(task) if as_json else click.echo(
-        f"{task['id']} {task['name']}: {task['state']}"
-    )
+    render.emit_json(task) if as_json else render.task_line(task)
 
 
 @cli.command()
@@ -320,7 +360,7 @@ def run(ctx: Context, files: tuple[Path, ...], as_json: bool, fail_on_rate_limit
     from claudomator.run import run_files
 
     with ctx.service(quiet=True) as service:
-        tasks = run_files(
+        tasks, stopped_by = run_files(
             service,
             list(files),
             fail_on_rate_limit=fail_on_rate_limit,
@@ -331,5 +371,7 @@ def run(ctx: Context, files: tuple[Path, ...], as_json: bool, fail_on_rate_limit
     else:
         click.echo("")
         render.tasks_table(tasks)
+    if stopped_by is not None:  # Ctrl-C: 130; SIGTERM: 143
+        sys.exit(128 + stopped_by)
     if not tasks or any(t["state"] != State.COMPLETED.value for t in tasks):
         sys.exit(1)

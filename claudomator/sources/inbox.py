@@ -70,10 +70,10 @@ class InboxWatcher:
                     for name, top in folders.items():
                         if path.startswith(top):
                             deleted.setdefault(name, []).append(path[len(top) :])
-            if found:
+            for name, rels in deleted.items():  # first: a file moved back to the inbox
+                self.on_deleted(name, rels)  # leaves done/ (and its result file) before
+            if found:  # its new tasks may put a file of that name there again
                 self.on_files(found)
-            for name, rels in deleted.items():
-                self.on_deleted(name, rels)
 
     async def _sweep_periodically(self, stop: asyncio.Event) -> None:
         while True:

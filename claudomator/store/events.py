@@ -66,7 +66,29 @@ class Events(Database):
         if not events:
             return []
         with self.begin() as conn:
-            return [write_event(conn, t, task, ex, **data) for t, task, ex, data in events]
+            if len(events) == 1:
+                return [write_event(conn, *events[0][:3], **events[0][3])]
+            return write_events(conn, events)
+
+
+def write_events(
+    conn: Connection, events: Sequence[tuple[str, str, str, dict[str, Any]]]
+) -> list[Event]:
+    """Many events in one statement (a burst of progress: every tool call is told), their ids
+    in the order given."""
+    at = time.time()
+    rows = [
+        {"at": at, "type": t, "task_id": task, "execution_id": ex, "data_json": json.dumps(data)}
+        for t, task, ex, data in events
+    ]
+    ids = conn.execute(_INSERT_EVENTS, rows).scalars().all()
+    if (told := conn.info.get(EVENT_IDS)) is not None:
+        told.extend(ids)
+    return [
+        cast(Event, {"id": i, "type": t, "at": at, "task_id": task, "execution_id": ex} | data)
+        for i, (t, task, ex, data) in zip(ids, events, strict=True)
+    ]
 
 
 _INSERT_EVENT = insert(EVENTS)
+_INSERT_EVENTS = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)

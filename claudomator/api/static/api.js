@@ -1,5 +1,6 @@
 // The API client: relative URLs only (the page may be served behind a path prefix), the token
 // asked for once on a 401 and kept in sessionStorage, sent as Bearer and as ?token= on the socket.
+// A token the server refuses is forgotten and asked for again, saying so.
 
 const TOKEN_KEY = "claudomator.token";
 let asking = null; // one token prompt at a time, shared by every request that got a 401
@@ -26,12 +27,21 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
-function askToken() {
+// `refused`: the server answered 401 to the token given before; the dialog says so.
+function askToken(refused = false) {
   if (!asking) {
     asking = new Promise((resolve) => {
       const dialog = document.getElementById("token-dialog");
       const input = document.getElementById("token");
+      const error = document.getElementById("token-error");
       input.value = "";
+      if (error) {
+        error.textContent = refused
+          ? "The server refused that token (401). Check it with `claudomator token`, and paste it again."
+          : "";
+        error.hidden = !refused;
+      }
+      input.setAttribute("aria-invalid", String(refused));
       dialog.addEventListener(
         "close",
         () => {
@@ -59,7 +69,9 @@ export async function api(path, { method = "GET", params, body, type, text } = {
     if (text && response.ok) return response.text();
     const data = await response.json().catch(() => null);
     if (response.status === 401) {
-      await askToken();
+      const refused = Boolean(token());
+      sessionStorage.removeItem(TOKEN_KEY);
+      await askToken(refused);
       continue;
     }
     if (!response.ok) throw new ApiError(response.status, data);

@@ -1,12 +1,13 @@
 // The dashboard: a hash router over four views (tasks, one task, new task, cost), kept live by
 // the WebSocket: an event refreshes what it touches; nothing polls. A task's view shows each
 // execution's round, the session it resumed, its verify commands and the permissions claude was
-// denied, its log and, when it ran in a worktree, its changes (changes.js).
+// denied, its log and, when it ran in a worktree, its changes (changes.js). While an execution
+// runs, its cost is claude's estimate as it streams (the events' estimated_cost_usd), marked ≈.
 
 import { api, events } from "./api.js";
 import { forgetChanges, hasWorktree, showChanges } from "./changes.js";
 import { barChart } from "./chart.js";
-import { $, duration, h, money, STATES, stateBadge, when } from "./dom.js";
+import { $, clock, duration, h, money, STATES, stateBadge, when } from "./dom.js";
 import { renderLine } from "./log.js";
 
 const PAGE_SIZE = 50;
@@ -17,6 +18,7 @@ const list = { cursors: [null], page: 0, items: [] };
 let status = null;
 let current = null; // the task shown: { id, detail, execution, offset, loading, changes }
 let refreshTimer = null;
+const estimates = new Map(); // task id → { execution, usd }: its running execution's cost so far
 
 function notice(message) {
   const el = $("#notice");
@@ -52,7 +54,7 @@ async function loadStatus() {
   if (pool.draining) text += " · draining";
   if (pool.paused) {
     text += ` · paused${pool.reason ? `: ${pool.reason}` : ""}`;
-    if (pool.until) text += ` until ${new Date(pool.until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+    if (pool.until) text += ` until ${clock(new Date(pool.until))}`;
   }
   const live = status.nodes.filter((n) => n.state === "up" && !n.expired);
   const gone = status.nodes.filter((n) => n.state === "lost" || (n.state === "up" && n.expired));
@@ -66,9 +68,45 @@ async function loadStatus() {
   }).join("\n");
   $("#pool").classList.toggle("warn", pool.paused || pool.draining || gone.length > 0);
   const budget = status.daily_budget_usd;
-  $("#spend").textContent = `Today: ${money(status.cost_today_usd)}${budget ? ` of ${money(budget)} daily budget` : " (no daily budget)"}`;
-  $("#spend").classList.toggle("warn", Boolean(budget && status.cost_today_usd >= budget));
+  const tags = (status.tag_budgets || []).map((t) => `tag ${t.tag} ${money(t.spent_usd)} of ${money(t.budget_usd)}`);
+  $("#spend").textContent = `Today: ${money(status.cost_today_usd)}${budget ? ` of ${money(budget)} daily budget` : " (no daily budget)"}`
+    + (tags.length ? ` · ${tags.join(" · ")}` : "");
+  const over = (status.tag_budgets || []).some((t) => t.spent_usd >= t.budget_usd);
+  $("#spend").classList.toggle("warn", Boolean((budget && status.cost_today_usd >= budget) || over));
   tickElapsed();
+}
+
+// -- the cost of what runs ----------------------------------------------------------------
+
+// A cost that is still growing: `recorded` (what earlier executions cost) plus the estimate
+// streamed by the running execution `executionId` of task `taskId`; kept live by onEvent.
+function liveCost(recorded, taskId, executionId) {
+  const el = h("span", { class: "estimate", "data-task": taskId, "data-execution": executionId || "", "data-recorded": recorded || 0 });
+  showEstimate(el);
+  return el;
+}
+
+function showEstimate(el) {
+  const e = estimates.get(el.dataset.task);
+  if (!e || !el.dataset.execution || e.execution !== el.dataset.execution) {
+    el.textContent = "…";
+    el.title = "running: the estimate comes as claude streams";
+    return;
+  }
+  el.textContent = `≈ ${money(Number(el.dataset.recorded) + e.usd)}`;
+  el.title = "estimated as claude streams; the cost claude reports comes when the execution ends";
+}
+
+function noteEstimate(event) {
+  if (event.type === "execution.started" || event.type === "task.finished") estimates.delete(event.task_id);
+  if (typeof event.estimated_cost_usd !== "number" || !event.task_id || !event.execution_id) return;
+  estimates.set(event.task_id, { execution: event.execution_id, usd: event.estimated_cost_usd });
+  for (const el of document.querySelectorAll("span.estimate")) showEstimate(el);
+}
+
+function runningExecution(taskId) {
+  const run = status && status.running.find((r) => r.task_id === taskId);
+  return run ? run.execution_id : null;
 }
 
 // -- the task table ------------------------------------------------------------------------
@@ -111,7 +149,8 @@ function row(task) {
     source(task),
     h("td", { class: "num" }, task.attempts),
     timeCell(task),
-    h("td", { class: "num cost" }, money(task.cost_usd)));
+    h("td", { class: "num cost" }, task.state === "RUNNING"
+      ? liveCost(task.cost_usd, task.id, runningExecution(task.id)) : money(task.cost_usd)));
 }
 
 async function loadTasks() {
@@ -147,7 +186,7 @@ async function dependencies(detail) {
   return h("ul", { class: "deps" },
     items.map((dep, i) => {
       if (!dep) return h("li", {}, detail.depends_on[i] || detail.depends_on_ids[i]);
-      const waits = dep.state !== "COMPLETED";
+      const waits = detail.state === "PENDING" && dep.state !== "COMPLETED"; // it still may run
       return h("li", {}, h("a", { href: `#/task/${encodeURIComponent(dep.id)}` }, dep.name), " ", stateBadge(dep.state),
         waits ? h("em", {}, " (waiting on it)") : "");
     }));
@@ -222,10 +261,12 @@ function executionRow(ex, detail) {
   const seconds = ex.duration_ms ? ex.duration_ms / 1000
     : ex.started_at ? ((ex.finished_at ? Date.parse(ex.finished_at) : Date.now()) - Date.parse(ex.started_at)) / 1000 : null;
   const selected = current && current.execution === ex.id;
+  const running = ex.state === "RUNNING";
   return h("tr", { "data-execution": ex.id },
     h("td", { class: "attempt" }, executionLabel(ex)), h("td", {}, stateBadge(ex.state)), h("td", {}, ex.reason),
-    h("td", { class: "num" }, money(ex.cost_usd)),
-    h("td", {}, `${ex.tokens.input.toLocaleString()} / ${ex.tokens.output.toLocaleString()}`),
+    h("td", { class: "num" }, running ? liveCost(ex.cost_usd, detail.id, ex.id) : money(ex.cost_usd)),
+    running ? h("td", { title: "counted when the execution ends" }, "…")
+      : h("td", {}, `${ex.tokens.input.toLocaleString()} / ${ex.tokens.output.toLocaleString()}`),
     h("td", {}, ex.num_turns ?? ""), h("td", {}, ex.owner.node || ex.owner.host),
     h("td", {}, when(ex.started_at)), h("td", {}, duration(seconds)),
     h("td", {}, h("button", { type: "button", "aria-pressed": selected ? "true" : "false",
@@ -246,8 +287,25 @@ async function openChanges(executionId) {
   await showChanges($("#changes-body"), ex, current.detail);
 }
 
+// The task view without a task: nothing of the one shown before stays under the error.
+function noTask(id, error) {
+  current = null;
+  forgetChanges();
+  $("#task-title").textContent = error && error.status === 404 ? `No task ${id}` : `Task ${id}`;
+  for (const part of ["#task-actions", "#task-fields", "#executions tbody", "#log"]) $(part).replaceChildren();
+  $("#changes").hidden = true;
+  $("#task-body").hidden = true;
+}
+
 async function showTask(id, { keepLog = false } = {}) {
-  const detail = await api(`api/tasks/${encodeURIComponent(id)}`);
+  let detail;
+  try {
+    detail = await api(`api/tasks/${encodeURIComponent(id)}`);
+  } catch (error) {
+    if (!current || current.id !== id) noTask(id, error);
+    throw error;
+  }
+  $("#task-body").hidden = false;
   if (!current || current.id !== id) {
     current = { id, execution: null, offset: 0, loading: false, changes: null };
     $("#changes").hidden = true;
@@ -268,7 +326,12 @@ async function showTask(id, { keepLog = false } = {}) {
     ...field("Source", `${detail.source}${detail.source_path ? ` · ${detail.source_path}` : ""}`),
     ...field("Provenance", provenance),
     ...field("Attempts", String(detail.attempts)),
-    ...field("Cost", money(detail.cost_usd)),
+    ...field("Batch budget", detail.batch
+      ? `${money(detail.batch.spent_usd)} of ${money(detail.batch.budget_usd)} spent by the batch` : null),
+    ...field("Retry stops at", spec.retry && spec.retry.max_cost_usd ? money(spec.retry.max_cost_usd) : null),
+    ...field("Cost", detail.state === "RUNNING"
+      ? liveCost(detail.cost_usd, detail.id, detail.executions.find((ex) => ex.state === "RUNNING")?.id)
+      : money(detail.cost_usd)),
     ...field("Created", when(detail.created_at)),
     ...field("Updated", when(detail.updated_at)),
     ...field("Not before", when(detail.not_before)),
@@ -399,6 +462,7 @@ const refresh = debounce(guard(async () => {
 }), 150);
 
 function onEvent(event) {
+  noteEstimate(event);
   if (current && event.task_id === current.id && event.type.startsWith("execution.") && event.type !== "execution.started") {
     guard(followLog)();
     if (event.type !== "execution.cost") return;

@@ -4,7 +4,7 @@
 // textContent only: a diff is untrusted text.
 
 import { api } from "./api.js";
-import { h } from "./dom.js";
+import { h, plural } from "./dom.js";
 
 const MAX_LINES = 20000; // diff lines shown at most; the whole patch can be downloaded
 let shown = null; // { id, link }: the execution shown, and its patch's download URL
@@ -120,8 +120,8 @@ function pushState(ex, spec) {
 function summary(ex, detail) {
   const ws = ex.workspace;
   const push = pushState(ex, detail.spec || {});
-  const commits = `${short(ws.base)} → ${short(ws.head)} · ${ws.commits} commit${ws.commits === 1 ? "" : "s"}`;
-  const files = `${ws.files_changed} file${ws.files_changed === 1 ? "" : "s"} changed, +${ws.insertions} −${ws.deletions}`;
+  const commits = `${short(ws.base)} → ${short(ws.head)} · ${plural(ws.commits, "commit")}`;
+  const files = `${plural(ws.files_changed, "file")} changed, +${ws.insertions} −${ws.deletions}`;
   const where = ws.node ? `${ws.path} on node ${ws.node}` : ws.path;
   return h("dl", { class: "fields" },
     ...fieldPair("Branch", ws.branch ? h("code", {}, ws.branch) : null),
@@ -151,7 +151,7 @@ function fileBlock(f, budget) {
   return h("section", { class: "diff-file", "data-file": f.path },
     h("h4", { class: "diff-name" }, f.path),
     h("pre", { class: "diff" }, kept.map((l) => h("span", { class: `d-${l.kind}` }, l.text || " "))),
-    kept.length < lines.length ? h("p", { class: "muted" }, `${lines.length - kept.length} more lines: download the patch to read them.`) : "");
+    kept.length < lines.length ? h("p", { class: "muted" }, `${plural(lines.length - kept.length, "more line")}: download the patch to read them.`) : "");
 }
 
 // Fill `box` with the changes of execution `ex` of task `detail` (the diff fetched now).

@@ -1,7 +1,7 @@
 // Claude's stream-json, one line at a time, rendered readably: assistant text, tool calls with
 // their inputs, tool results folded, the final result. Unknown lines are shown as they are.
 
-import { h } from "./dom.js";
+import { h, plural } from "./dom.js";
 
 function text(value) {
   if (typeof value === "string") return value;
@@ -56,7 +56,7 @@ export function renderLine(line) {
           const label = block.is_error ? "Tool result (error)" : "Tool result";
           nodes.push(
             h("details", { class: `entry result${block.is_error ? " error" : ""}` },
-              h("summary", {}, `${label} · ${body.split("\n").length} lines`), h("pre", {}, body)),
+              h("summary", {}, `${label} · ${plural(body.split("\n").length, "line")}`), h("pre", {}, body)),
           );
         } else if (block.type === "text" && block.text) {
           nodes.push(h("p", { class: "entry meta" }, block.text));
@@ -65,7 +65,7 @@ export function renderLine(line) {
       break;
     case "result": {
       const cost = typeof item.total_cost_usd === "number" ? ` · $${item.total_cost_usd.toFixed(4)}` : "";
-      const turns = item.num_turns ? ` · ${item.num_turns} turns` : "";
+      const turns = item.num_turns ? ` · ${plural(item.num_turns, "turn")}` : "";
       const title = `${item.is_error ? "Failed" : "Finished"} (${item.subtype})${turns}${cost}`;
       const errors = Array.isArray(item.errors) && item.errors.length ? item.errors.map(text).join("\n") : "";
       nodes.push(
