@@ -31,7 +31,7 @@ LAYER = {
     **dict.fromkeys(
         ["store.schema", "store.sources", "store.sql", "store.tasks", "store.spend"], 1
     ),
-    **dict.fromkeys(["store.rounds"], 1),
+    **dict.fromkeys(["store.rounds", "store.figures"], 1),
     **dict.fromkeys(["demo"], 2),
     **dict.fromkeys(["claude_standin"], 0),  # a program `claudomator demo` runs, stdlib only
     **dict.fromkeys(["sources", "sources.git", "sources.gitapply", "sources.gitcmd"], 1),
