@@ -73,6 +73,8 @@ class Config:
     max_requeues: int = field_for("schedule.max_requeues")
     daily_budget_usd: float = field_for("budget.daily_usd")
     tag_budgets: tuple[tuple[str, float], ...] = field_for("budget.tags")
+    tag_limits: tuple[tuple[str, int], ...] = field_for("limits.tags")
+    model_limits: tuple[tuple[str, int], ...] = field_for("limits.models")
     node_id: str = field_for("node.id")
     heartbeat_s: float = field_for("node.heartbeat")
     lease_s: float = field_for("node.lease")

@@ -19,6 +19,7 @@ from claudomator.config_values import (
     byte_size,
     choice,
     count,
+    count_by_name,
     database_url,
     hosts,
     mask_url,
@@ -207,6 +208,18 @@ KEYS: tuple[Key, ...] = (
         {},
         "per tag, per day: once a tag's spend today reaches its amount, its tasks wait (e.g. "
         "{nightly = 5.0})",
+    ),
+    Key(
+        "limits.tags",
+        count_by_name,
+        {},
+        "at most this many running tasks with the tag, cluster-wide (e.g. {gpu = 1, deploy = 1})",
+    ),
+    Key(
+        "limits.models",
+        count_by_name,
+        {},
+        "at most this many running tasks whose model contains the name (e.g. {opus = 2})",
     ),
     Key(
         "node.id",

@@ -117,22 +117,33 @@ def money(value: object) -> float:
 def money_by_name(value: object) -> tuple[tuple[str, float], ...]:
     """A table of amounts by name: `{nightly = 5.0}` in config.toml, `nightly=5,team-a=20` in
     the environment; every amount > 0. As (name, amount) pairs, by name: a config is frozen."""
-    if isinstance(value, str):
-        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-        if any(not sep for _, sep, _ in pairs):
-            raise ValueError(f"{value!r} is not name=amount pairs (e.g. nightly=5,team-a=20)")
-        value = {k.strip(): v.strip() for k, _, v in pairs}
-    if not isinstance(value, dict):
-        raise ValueError(f"{value!r} is not a table of amounts (e.g. {{nightly = 5.0}})")
-    found = {}
-    for name, amount in value.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{name!r} is not a name")
+    found = []
+    for name, amount in _by_name(value, "amounts (e.g. {nightly = 5.0})"):
         number = money(amount)
         if number <= 0:
             raise ValueError(f"{name}: {amount!r} must be more than 0")
-        found[name] = number
-    return tuple(sorted(found.items()))
+        found.append((name, number))
+    return tuple(found)
+
+
+def count_by_name(value: object) -> tuple[tuple[str, int], ...]:
+    """A table of whole numbers >= 1 by name: `{gpu = 1}` in config.toml, `gpu=1,deploy=2` in
+    the environment. As (name, number) pairs, by name."""
+    return tuple((name, positive_int(n)) for name, n in _by_name(value, "numbers (e.g. {gpu = 1})"))
+
+
+def _by_name(value: object, what: str) -> list[tuple[str, object]]:
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError(f"{value!r} is not name=value pairs (e.g. a=1,b=2)")
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a table of {what}")
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{name!r} is not a name")
+    return sorted(value.items())
 
 
 NUMBERS: tuple[Callable[[object], Any], ...] = (positive_int, port, money, count, byte_size)

@@ -36,6 +36,7 @@ from claudomator.errors import DatabaseUnavailable, LeaseLost
 from claudomator.faults import Faults
 from claudomator.finish import Finish
 from claudomator.gate import PoolGate
+from claudomator.limits import Caps, LimitRound
 from claudomator.node import Node
 from claudomator.outcome import Outcome, with_denials
 from claudomator.pool import Pool
@@ -85,6 +86,7 @@ class Lifecycle:
         self.workspaces = workspaces
         self.rounds = Rounds(config, runner, store, node.process.host)  # it runs claude
         self.finish = Finish(store, gate)
+        self.caps = Caps(dict(config.tag_limits), dict(config.model_limits), config.claude_model)
         self._started: dict[str, Started] = {}  # task id -> started, not yet executing
         self._executions: dict[str, str] = {}  # task id -> its execution running here
         self._lost: set[str] = set()  # executions to stop: this node's lease was lost
@@ -123,16 +125,23 @@ class Lifecycle:
         self.finish.max_requeues = value
 
     def _admission(self) -> Admission:
-        """The workspaces' admission, less the tasks of a tag over its budget today."""
+        """The workspaces' admission, within the concurrency limits (counted on every node),
+        less the tasks of a tag over its budget today."""
         over = self.gate.over_tags()
-        if not over:
+        caps = self.caps
+        if not over and not (caps.tags or caps.models):
             return self.workspaces.admission
 
         def admission(
-            running: Sequence[str], configs: Callable[[Sequence[str]], Mapping[str, str]]
+            running: Sequence[str],
+            configs: Callable[[Sequence[str]], Mapping[str, str]],
+            everywhere: Callable[[], Sequence[str]],
         ) -> AdmissionRound:
             read = memo(configs)
-            return TagRound(self.workspaces.admission(running, read), read, over)
+            judge: AdmissionRound = self.workspaces.admission(running, read)
+            if caps.tags or caps.models:
+                judge = LimitRound(judge, read, everywhere(), caps)
+            return TagRound(judge, read, over) if over else judge
 
         return admission
 

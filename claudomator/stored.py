@@ -177,9 +177,17 @@ class AdmissionRound(Protocol):
     def consider(self, candidates: Sequence[str], slots: int) -> Admitted: ...
 
 
-# a round begins with the tasks running on this node and a way to read tasks' configs
-# (task id -> config_json) in the start's own transaction
-Admission = Callable[[Sequence[str], Callable[[Sequence[str]], Mapping[str, str]]], AdmissionRound]
+# a round begins with the tasks running on this node, a way to read tasks' configs (task id ->
+# config_json) and one to read the tasks running on every node (which serialises the start
+# among the nodes until it commits), all in the start's own transaction
+Admission = Callable[
+    [
+        Sequence[str],
+        Callable[[Sequence[str]], Mapping[str, str]],
+        Callable[[], Sequence[str]],
+    ],
+    AdmissionRound,
+]
 
 
 class Started(NamedTuple):

@@ -136,6 +136,11 @@ class TaskSpec(_Strict):
         default_factory=list, description="names in the same file, else the newest task so named"
     )
     retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy.model_validate({}))
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="tasks with the same key run one at a time (e.g. one per repository)",
+    )
     stall_timeout: Duration | None = Field(
         default=None,
         description="no new line on claude's stdout for this long stops the execution "

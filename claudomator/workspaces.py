@@ -109,9 +109,13 @@ class Workspaces:
         ]
 
     def admission(
-        self, running: Sequence[str], configs: Callable[[Sequence[str]], Mapping[str, str]]
+        self,
+        running: Sequence[str],
+        configs: Callable[[Sequence[str]], Mapping[str, str]],
+        everywhere: Callable[[], Sequence[str]] | None = None,
     ) -> Round:
-        """One start's admission (`Store.start`), beside the tasks `running` on this node."""
+        """One start's admission (`Store.start`), beside the tasks `running` on this node (a
+        worktree is this node's: `everywhere` is not needed)."""
         return Round(self, running, configs)
 
     def disk_wait(self) -> str | None:

@@ -45,6 +45,7 @@ LAYER = {
     **dict.fromkeys(["failpoint", "token", "stream", "streamjson", "outcome", "transcript"], 0),
     **dict.fromkeys(["command", "workdir", "sources.gitplan", "records", "stored", "workspace"], 0),
     **dict.fromkeys(["resume", "verification", "watchdog", "billing", "diagnosis", "budget"], 0),
+    **dict.fromkeys(["limits"], 0),
 }
 # third-party library -> the modules (or packages) that own it; structlog is everyone's
 OWNERS: dict[str, str | tuple[str, ...]] = {

@@ -194,7 +194,7 @@ def test_merged_value_error_points_at_anchor(tmp_path: Path) -> None:
 # --- every error class, with line:column and field path -----------------------------------------
 
 TASK = "name: a\nclaude: {instructions: i}\n"
-KNOWN = "name, claude, timeout, priority, tags, depends_on, retry, stall_timeout, verify, workspace"
+KNOWN = "name, claude, timeout, priority, tags, depends_on, retry, concurrency_key, stall_timeout, verify, workspace"
 MODES = "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
 TWO = "tasks:\n  - name: a\n    claude: {instructions: i}\n"
 

@@ -114,7 +114,12 @@ class Executions(Tasks):
             found = conn.execute(_CONFIGS, {"p_ids": list(ids)}).all()
             return {row.id: row.config_json for row in found}
 
-        judge = admission(running, configs)
+        def everywhere() -> list[str]:
+            if conn.dialect.name == "postgresql":  # racing nodes judge one after another
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADMIT_LOCK})")
+            return list(conn.execute(_RUNNING_ANYWHERE).scalars())
+
+        judge = admission(running, configs, everywhere)
         allowed: list[str] = []
         offset, page = 0, limit + ADMIT_PAGE
         while len(allowed) < limit and offset < ADMIT_MAX:
@@ -352,6 +357,8 @@ _RUNNING_HERE = (
         TASKS.c.state == State.RUNNING.value,
     )
 )
+_RUNNING_ANYWHERE = select(TASKS.c.id).where(TASKS.c.state == State.RUNNING.value)
+_ADMIT_LOCK = 0x636C61756432  # "claud2": the starts that judge cluster-wide limits
 _CONFIGS = select(TASKS.c.id, TASKS.c.config_json).where(
     TASKS.c.id.in_(bindparam("p_ids", expanding=True))
 )
