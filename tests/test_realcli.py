@@ -53,7 +53,7 @@ def service(home: Path, tmp_path: Path) -> Iterator[Claudomator]:
     flags = {
         "claude.binary": REAL,
         "claude.working_dir": str(work),
-        "runner.interrupt_grace": "5s",
+        "runner.interrupt_grace": "15s",  # a loaded machine: the CLI may take a while to report
         "runner.terminate_grace": "2s",
     }
     with make_service(flags=flags) as svc:
