@@ -4,12 +4,15 @@ tool runs commands in sessions of their own. The only module that imports psutil
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 
 import psutil
 
 from claudomator.command import EXECUTION_ENV
+
+EXIT_POLL_S = 0.25  # how often a process's own exit is looked for (see `exit_of`)
 
 
 def process_tree(pid: int | None, execution_id: str | None = None) -> list[psutil.Process]:
@@ -66,3 +69,20 @@ def has_exited(pid: int) -> bool:
         return True
     except psutil.Error:
         return False
+
+
+async def exit_of(proc: asyncio.subprocess.Process) -> None:
+    """Returns once claude itself has exited: `proc.wait()` returns only once its pipes are closed
+    too (Python 3.11), and a descendant may hold them open for as long as it runs."""
+    while proc.returncode is None:  # noqa: ASYNC110 (asyncio tells of the exit by no event)
+        await asyncio.sleep(EXIT_POLL_S)
+
+
+def claude_exited(proc: asyncio.subprocess.Process) -> bool:
+    """Whether claude has exited, though the event loop may not have heard of it yet."""
+    return proc.returncode is not None or has_exited(proc.pid)
+
+
+def unreaped(proc: asyncio.subprocess.Process) -> int | None:
+    """claude's pid while it may still be its own: once reaped, another process may take it."""
+    return proc.pid if proc.returncode is None else None

@@ -33,7 +33,14 @@ from claudomator.config import Config
 from claudomator.datadir import DIR_MODE, append_private
 from claudomator.logfiles import execution_logs
 from claudomator.outcome import Ending, Killed, Outcome, decide
-from claudomator.proctree import has_exited, kill_tree, process_started, process_tree
+from claudomator.proctree import (
+    claude_exited,
+    exit_of,
+    kill_tree,
+    process_started,
+    process_tree,
+    unreaped,
+)
 from claudomator.secret import scrub, scrub_bytes, secret_values
 from claudomator.sources.gitcmd import repository_free
 from claudomator.state import State
@@ -42,13 +49,12 @@ from claudomator.task import TaskSpec
 from claudomator.watchdog import Watch, hung, next_look
 from claudomator.workdir import within, working_dir
 
-__all__ = ["CHUNK", "EOF_GRACE_S", "EXIT_POLL_S", "MAX_LINE", "STDERR_TAIL", "RunResult", "Runner"]
+__all__ = ["CHUNK", "EOF_GRACE_S", "MAX_LINE", "STDERR_TAIL", "RunResult", "Runner"]
 
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is kept in the log but not parsed: memory stays flat
 STDERR_TAIL = 8192
 EOF_GRACE_S = 5.0  # claude closed its stdout: it has this long to exit before it is stopped
-EXIT_POLL_S = 0.25  # how often claude's own exit is looked for (see `_exit_of`)
 
 
 @dataclass
@@ -75,23 +81,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-async def _exit_of(proc: asyncio.subprocess.Process) -> None:
-    """Returns once claude itself has exited: `proc.wait()` returns only once its pipes are closed
-    too (Python 3.11), and a descendant may hold them open for as long as it runs."""
-    while proc.returncode is None:  # noqa: ASYNC110 (asyncio tells of the exit by no event)
-        await asyncio.sleep(EXIT_POLL_S)
-
-
-def _has_exited(proc: asyncio.subprocess.Process) -> bool:
-    """Whether claude has exited, though the event loop may not have heard of it yet."""
-    return proc.returncode is not None or has_exited(proc.pid)
-
-
-def _unreaped(proc: asyncio.subprocess.Process) -> int | None:
-    """claude's pid while it may still be its own: once reaped, another process may take it."""
-    return proc.pid if proc.returncode is None else None
 
 
 class Runner:
@@ -191,7 +180,7 @@ class Runner:
             stall_s=stall if stall is not None else self.config.stall_timeout_s,
         )
         exited = asyncio.create_task(proc.wait())  # it exited and its pipes are closed
-        ended = asyncio.create_task(_exit_of(proc))  # it exited
+        ended = asyncio.create_task(exit_of(proc))  # it exited
         cancelled = asyncio.create_task(cancel.wait())
         killed: Killed | None = None
         try:
@@ -212,7 +201,7 @@ class Runner:
             if killed is not None or not exited.done():
                 # what is left of it: descendants holding its pipes, or all of it if we are being
                 # cancelled ourselves; the pid only while it is not reaped (it may be reused)
-                kill_tree(process_tree(_unreaped(proc), execution_id))
+                kill_tree(process_tree(unreaped(proc), execution_id))
             if not exited.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(exited), 5)
@@ -282,7 +271,7 @@ class Runner:
                     continue
                 # a time limit: a claude that exited before we looked (this process was
                 # stopped, or busy) ended by itself and is recorded so, not stopped after the fact
-                if _has_exited(proc):
+                if claude_exited(proc):
                     await asyncio.wait({ended}, timeout=1.0)
                     return None
                 now = loop.time()
@@ -335,7 +324,7 @@ class Runner:
             done, _ = await asyncio.wait({exited}, timeout=grace)
             if done:
                 break
-        tree += process_tree(_unreaped(proc), execution_id)
+        tree += process_tree(unreaped(proc), execution_id)
         kill_tree(tree)
         await asyncio.wait({exited}, timeout=5)
 

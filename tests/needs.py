@@ -23,4 +23,4 @@ def unavailable(reason: str) -> NoReturn:
     """From a fixture or test: skip with `reason`, or fail under CI."""
     if ON_CI:
         pytest.fail(f"CI runs every test, and this one cannot run: {reason}")
-    pytest.skip(reason)
+    pytest.skip(f"cannot run here: {reason}")
